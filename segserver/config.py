@@ -1,0 +1,125 @@
+"""Settings: one object, loaded and validated once at start-up.
+
+Sources, highest precedence first: explicit overrides (command-line flags),
+`SEGSERVER_*` environment variables, the `--config FILE`, `config/default.toml`.
+No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from segserver.errors import ConfigError
+from segserver.resources import shipped_dir
+
+_URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+class Settings(BaseSettings):
+    """Every setting, with its unit. Documented in config/default.toml."""
+
+    model_config = SettingsConfigDict(env_prefix="SEGSERVER_", extra="forbid", frozen=True)
+
+    redis_url: str = ""
+    data_dir: Path = Path(".segserver")
+    key_prefix: str = "ss"
+    shards: int = Field(16, ge=1, le=16384)
+    redis_max_connections: int = Field(64, ge=1, le=10000)
+    redis_timeout_ms: int = Field(2000, ge=1, le=600_000)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    admin_token: str = ""
+    max_body_bytes: int = Field(262144, ge=1024, le=64 * 1024 * 1024)
+    max_events_per_request: int = Field(100, ge=1, le=10_000)
+    max_string_length: int = Field(256, ge=8, le=65536)
+    catalogue_cache_seconds: float = Field(2.0, ge=0, le=3600)
+
+    session_gap_seconds: int = Field(1800, ge=1, le=7 * 86400)
+    dedup_window_seconds: int = Field(86400, ge=1, le=30 * 86400)
+    max_event_age_days: int = Field(400, ge=1, le=3650)
+    max_event_skew_seconds: int = Field(300, ge=0, le=86400)
+    profile_ttl_days: int = Field(400, ge=0, le=36500)
+    tag_slots: int = Field(8, ge=1, le=64)
+
+    log_level: str = "info"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and not value.startswith(_URL_SCHEMES):
+            raise ValueError(f"must start with one of {', '.join(_URL_SCHEMES)} (or be empty)")
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _PREFIX_RE.match(value):
+            raise ValueError("must be 1-32 characters of A-Z a-z 0-9 _ . -")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return value.lower()
+
+    @property
+    def embedded(self) -> bool:
+        """True when segserver must start its own redis-server."""
+        return not self.redis_url
+
+
+def default_config_file() -> Path:
+    return shipped_dir("config") / "default.toml"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from every source, or raise ConfigError naming the bad setting."""
+    files = [default_config_file()]
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"--config: {config_file} is not a readable file")
+        files.append(config_file)
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            toml = TomlConfigSettingsSource(settings_cls, toml_file=files)
+            return (init_settings, env_settings, toml)
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return _Loaded(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+    except ValueError as exc:  # e.g. a TOML syntax error
+        raise ConfigError(f"settings: {exc}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        env = f"SEGSERVER_{name.upper()}"
+        parts.append(f"setting {name} ({env}): {err['msg']} (got {err.get('input')!r})")
+    return "invalid settings: " + "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Profile schema, byte layout, event → update specs and feature decoding."""

@@ -1,0 +1,69 @@
+"""Dictionary encoding of strings (categories, tags) to integer codes, per attribute.
+
+Codes start at 1 and never change once assigned (Redis holds the master copy; see
+`segserver.storage.dictionary`), so a process may cache them forever. The kernel
+only ever sees codes; rules on strings (eq, in, starts_with, ...) are resolved to
+sets of codes when compiled, and recompiled when new values appear
+(`Vocabulary.generation` counts additions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+
+class AttributeVocabulary:
+    """value ↔ code for one attribute."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self.values: list[str] = []  # code - 1 → value
+        self.codes: dict[str, int] = {}
+        for value in values:
+            self.add(value, len(self.values) + 1)
+
+    def add(self, value: str, code: int) -> None:
+        """Record an assignment made by the master copy (codes arrive in order)."""
+        if value in self.codes:
+            return
+        while len(self.values) < code - 1:  # a gap: another process' value not seen yet
+            self.values.append("")
+        if len(self.values) == code - 1:
+            self.values.append(value)
+        else:
+            self.values[code - 1] = value
+        self.codes[value] = code
+
+    def code(self, value: str) -> int | None:
+        return self.codes.get(value)
+
+    def value(self, code: int) -> str | None:
+        if 1 <= code <= len(self.values):
+            return self.values[code - 1] or None
+        return None
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+class Vocabulary:
+    """The dictionaries of one site, by attribute name."""
+
+    def __init__(self, data: Mapping[str, Iterable[str]] | None = None) -> None:
+        self.attributes: dict[str, AttributeVocabulary] = {}
+        self.generation = 0
+        for name, values in (data or {}).items():
+            self.attributes[name] = AttributeVocabulary(values)
+
+    def of(self, attr: str) -> AttributeVocabulary:
+        vocab = self.attributes.get(attr)
+        if vocab is None:
+            vocab = self.attributes[attr] = AttributeVocabulary()
+        return vocab
+
+    def add(self, attr: str, value: str, code: int) -> None:
+        vocab = self.of(attr)
+        if value not in vocab.codes:
+            vocab.add(value, code)
+            self.generation += 1
