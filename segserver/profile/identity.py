@@ -19,7 +19,8 @@ def check_visitor_id(value: object, path: str = "visitor_id") -> str:
     if not VISITOR_ID_RE.match(value):
         raise ValidationError(
             f"{path}: must be 1-128 characters of A-Z a-z 0-9 _ . : @ + = -",
-            code="invalid_visitor_id")
+            code="invalid_visitor_id",
+        )
     return value
 
 
@@ -27,7 +28,8 @@ def check_site_id(value: object, path: str = "id") -> str:
     if not isinstance(value, str) or not SITE_ID_RE.match(value):
         raise ValidationError(
             f"{path}: must be 1-63 characters of a-z 0-9 - (starting with a letter or digit)",
-            code="invalid_site_id")
+            code="invalid_site_id",
+        )
     return value
 
 

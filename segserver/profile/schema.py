@@ -179,23 +179,28 @@ class Schema:
         unknown = set(data) - {"attributes", "events"}
         if unknown:
             raise ValidationError(f"schema: unknown field {sorted(unknown)[0]!r}")
-        attrs = [_attr_from_json(item, f"schema.attributes[{i}]")
-                 for i, item in enumerate(_list(data.get("attributes", []), "schema.attributes"))]
-        events = [_event_from_json(item, f"schema.events[{i}]")
-                  for i, item in enumerate(_list(data.get("events", []), "schema.events"))]
+        attrs = [
+            _attr_from_json(item, f"schema.attributes[{i}]")
+            for i, item in enumerate(_list(data.get("attributes", []), "schema.attributes"))
+        ]
+        events = [
+            _event_from_json(item, f"schema.events[{i}]")
+            for i, item in enumerate(_list(data.get("events", []), "schema.events"))
+        ]
         schema = cls(tuple(attrs), tuple(events), tag_slots)
         schema.layout  # noqa: B018 - builds the layout, raising on duplicate names
         return schema
 
     def to_json(self) -> dict[str, Any]:
-        return {"attributes": [a.to_json() for a in self.attributes],
-                "events": [e.to_json() for e in self.events]}
+        return {
+            "attributes": [a.to_json() for a in self.attributes],
+            "events": [e.to_json() for e in self.events],
+        }
 
     def declared(self) -> Iterable[AttributeSpec]:
         """Every attribute in layout order: built-ins, then declarations in order."""
         yield from BUILTIN_ATTRIBUTES
-        for attr in self.attributes:
-            yield attr
+        yield from self.attributes
         for ev in self.events:
             yield AttributeSpec(ev.count_attr, Kind.NUMBER, window=ev.window, settable=False)
             yield AttributeSpec(ev.at_attr, Kind.TIMESTAMP, settable=False)
@@ -209,11 +214,13 @@ class Schema:
         if self.attributes[: len(old.attributes)] != old.attributes:
             raise ValidationError(
                 "schema.attributes: declared attributes can only be appended, "
-                "never changed, reordered or removed")
+                "never changed, reordered or removed"
+            )
         if self.events[: len(old.events)] != old.events:
             raise ValidationError(
                 "schema.events: declared events can only be appended, "
-                "never changed, reordered or removed")
+                "never changed, reordered or removed"
+            )
 
 
 def _list(value: Any, path: str) -> list[Any]:
@@ -225,7 +232,8 @@ def _list(value: Any, path: str) -> list[Any]:
 def _name(value: Any, path: str) -> str:
     if not isinstance(value, str) or not NAME_RE.match(value):
         raise ValidationError(
-            f"{path}: {value!r} is not a valid name (a-z, 0-9, _; starting with a letter)")
+            f"{path}: {value!r} is not a valid name (a-z, 0-9, _; starting with a letter)"
+        )
     return value
 
 
@@ -236,7 +244,7 @@ def _attr_from_json(item: Any, path: str) -> AttributeSpec:
     if name in BUILTIN_NAMES:
         raise ValidationError(f"{path}.name: {name!r} is a built-in attribute")
     try:
-        kind = Kind(item.get("kind"))
+        kind = Kind(str(item.get("kind")))
     except ValueError:
         kinds = ", ".join(k.value for k in Kind)
         raise ValidationError(f"{path}.kind: {item.get('kind')!r} is not one of {kinds}") from None
@@ -281,8 +289,9 @@ class Layout:
             if spec.window:
                 window = offset
                 offset += WINDOW_BYTES
-            attrs[spec.name] = Attribute(spec.name, spec.kind, at, slots, window,
-                                         spec.builtin, spec.settable)
+            attrs[spec.name] = Attribute(
+                spec.name, spec.kind, at, slots, window, spec.builtin, spec.settable
+            )
         windowed = tuple(a.name for a in attrs.values() if a.window is not None)
         return cls(attrs, offset, tag_slots, windowed)
 
@@ -300,7 +309,7 @@ class Layout:
         nan = struct.pack("<d", math.nan)
         for attr in self.attributes.values():
             for i in range(attr.slots):
-                buf[attr.offset + 8 * i: attr.offset + 8 * i + 8] = nan
+                buf[attr.offset + 8 * i : attr.offset + 8 * i + 8] = nan
             # window blocks stay zero: head_day 0, every day counted 0
         return bytes(buf)
 
@@ -308,4 +317,4 @@ class Layout:
         """Extend a profile written under an older (shorter) layout to this one."""
         if len(blob) >= self.size:
             return blob
-        return blob + self.template[len(blob):]
+        return blob + self.template[len(blob) :]

@@ -46,6 +46,13 @@ class AttributeVocabulary:
     def __len__(self) -> int:
         return len(self.codes)
 
+    def known_prefix(self) -> int:
+        """How many codes from 1 on are known without a gap (where a refresh starts)."""
+        try:
+            return self.values.index("")
+        except ValueError:
+            return len(self.values)
+
 
 class Vocabulary:
     """The dictionaries of one site, by attribute name."""

@@ -1,0 +1,212 @@
+"""Sites (tenants): id, name, public site key, allowed origins, profile schema.
+
+A site key is `sk_<site id>_<32 hex>`: the public API finds the site from the key
+without an index key, then compares the whole key in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from aredis_om import NotFoundError as OmNotFound
+
+from segserver.catalogue.models import Models
+from segserver.errors import AuthError, ConflictError, NotFoundError, ValidationError
+from segserver.profile.identity import check_site_id
+from segserver.profile.schema import Schema
+
+_KEY_RE = re.compile(r"^sk_([a-z0-9][a-z0-9-]{0,62})_[0-9a-f]{32}$")
+_NAME_MAX = 200
+_ORIGINS_MAX = 100
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    name: str
+    site_key: str
+    origins: tuple[str, ...]
+    schema: Schema
+    created_at: float
+    updated_at: float
+    version: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "site_key": self.site_key,
+            "origins": list(self.origins),
+            "schema": self.schema.to_json(),
+            "options": self.options,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "version": self.version,
+        }
+
+    def allows_origin(self, origin: str) -> bool:
+        return "*" in self.origins or origin in self.origins
+
+
+def new_site_key(site_id: str) -> str:
+    return f"sk_{site_id}_{secrets.token_hex(16)}"
+
+
+def site_id_of_key(site_key: str) -> str | None:
+    match = _KEY_RE.match(site_key)
+    return match.group(1) if match else None
+
+
+def check_origins(value: Any, path: str = "origins") -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > _ORIGINS_MAX:
+        raise ValidationError(f"{path}: must be a list of at most {_ORIGINS_MAX} origins")
+    out = []
+    for i, origin in enumerate(value):
+        if origin == "*":
+            out.append(origin)
+            continue
+        parts = urlsplit(origin) if isinstance(origin, str) else None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.path
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValidationError(
+                f"{path}[{i}]: {origin!r} is not an origin like https://shop.example or '*'"
+            )
+        out.append(origin)
+    return tuple(out)
+
+
+def _check_name(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= _NAME_MAX:
+        raise ValidationError(f"name: must be 1-{_NAME_MAX} characters")
+    return value.strip()
+
+
+class SiteService:
+    """Create, read and change sites; find a site by its public key."""
+
+    def __init__(self, models: Models, tag_slots: int) -> None:
+        self.model = models.site
+        self.tag_slots = tag_slots
+
+    def _from_record(self, rec: Any) -> Site:
+        schema = Schema.from_json(orjson.loads(rec.profile_schema), tag_slots=self.tag_slots)
+        return Site(
+            rec.id,
+            rec.name,
+            rec.site_key,
+            tuple(orjson.loads(rec.origins)),
+            schema,
+            rec.created_at,
+            rec.updated_at,
+            rec.version,
+            orjson.loads(rec.options),
+        )
+
+    async def create(self, body: Any) -> Site:
+        if not isinstance(body, dict):
+            raise ValidationError("body: must be an object")
+        unknown = set(body) - {"id", "name", "origins", "schema", "options"}
+        if unknown:
+            raise ValidationError(f"{sorted(unknown)[0]}: unknown field")
+        site_id = check_site_id(body.get("id"))
+        name = _check_name(body.get("name", site_id))
+        origins = check_origins(body.get("origins", []))
+        schema = Schema.from_json(body.get("schema"), tag_slots=self.tag_slots)
+        options = body.get("options", {})
+        if not isinstance(options, dict):
+            raise ValidationError("options: must be an object")
+        now = time.time()
+        rec = self.model(
+            id=site_id,
+            name=name,
+            site_key=new_site_key(site_id),
+            origins=orjson.dumps(list(origins)).decode(),
+            profile_schema=orjson.dumps(schema.to_json()).decode(),
+            options=orjson.dumps(options).decode(),
+            created_at=now,
+            updated_at=now,
+            version=1,
+        )
+        if await rec.save(nx=True) is None:
+            raise ConflictError(f"id: site {site_id!r} already exists", code="site_exists")
+        return self._from_record(rec)
+
+    async def get(self, site_id: str) -> Site:
+        try:
+            return self._from_record(await self.model.get(site_id))
+        except OmNotFound:
+            raise NotFoundError(f"site {site_id!r} does not exist") from None
+
+    async def update(self, site_id: str, body: Any) -> Site:
+        """Change name, origins, options, or append to the schema (PATCH semantics)."""
+        if not isinstance(body, dict):
+            raise ValidationError("body: must be an object")
+        unknown = set(body) - {"name", "origins", "schema", "options", "version"}
+        if unknown:
+            raise ValidationError(f"{sorted(unknown)[0]}: unknown field")
+        try:
+            rec = await self.model.get(site_id)
+        except OmNotFound:
+            raise NotFoundError(f"site {site_id!r} does not exist") from None
+        if "version" in body and body["version"] != rec.version:
+            raise ConflictError(
+                f"version: the site changed (now version {rec.version})", code="stale_version"
+            )
+        if "name" in body:
+            rec.name = _check_name(body["name"])
+        if "origins" in body:
+            rec.origins = orjson.dumps(list(check_origins(body["origins"]))).decode()
+        if "options" in body:
+            if not isinstance(body["options"], dict):
+                raise ValidationError("options: must be an object")
+            rec.options = orjson.dumps(body["options"]).decode()
+        if "schema" in body:
+            new = Schema.from_json(body["schema"], tag_slots=self.tag_slots)
+            old = Schema.from_json(orjson.loads(rec.profile_schema), tag_slots=self.tag_slots)
+            new.check_extends(old)
+            rec.profile_schema = orjson.dumps(new.to_json()).decode()
+        rec.updated_at = time.time()
+        rec.version += 1
+        await rec.save()
+        return self._from_record(rec)
+
+    async def rotate_key(self, site_id: str) -> Site:
+        try:
+            rec = await self.model.get(site_id)
+        except OmNotFound:
+            raise NotFoundError(f"site {site_id!r} does not exist") from None
+        rec.site_key = new_site_key(site_id)
+        rec.updated_at = time.time()
+        rec.version += 1
+        await rec.save()
+        return self._from_record(rec)
+
+    async def list_ids(self) -> list[str]:
+        return sorted([pk async for pk in await self.model.all_pks()])
+
+    async def by_key(self, site_key: str) -> Site:
+        """The site a public key belongs to, or AuthError."""
+        site_id = site_id_of_key(site_key)
+        if site_id is None:
+            raise AuthError("site key: malformed", code="invalid_site_key")
+        try:
+            site = await self.get(site_id)
+        except NotFoundError:
+            raise AuthError("site key: unknown", code="invalid_site_key") from None
+        if not hmac.compare_digest(site.site_key.encode(), site_key.encode()):
+            raise AuthError("site key: unknown", code="invalid_site_key")
+        return site

@@ -1,0 +1,132 @@
+"""`segserver serve | demo | bench` (recompute and export follow with the catalogue)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from segserver.config import Settings, load_settings
+from segserver.errors import SegserverError
+
+log = logging.getLogger("segserver")
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    return load_settings(args.config, **overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from segserver.http import create_app
+    from segserver.storage.embedded import EmbeddedRedis
+
+    settings = _settings(args, host=args.host, port=args.port)
+    if not settings.admin_token:
+        settings = settings.model_copy(update={"admin_token": secrets.token_urlsafe(24)})
+        print(
+            f"segserver: no admin token configured; this run's token: {settings.admin_token}",
+            flush=True,
+        )
+    embedded = EmbeddedRedis(settings.data_dir) if settings.embedded else None
+    url = settings.redis_url
+    try:
+        if embedded is not None:
+            url = embedded.start()
+            print(f"segserver: embedded Redis at {url} (data in {embedded.data_dir})", flush=True)
+        if args.demo:
+            asyncio.run(_demo(settings, url, args.visitors))
+        app = create_app(settings, redis_url=url)
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=_printer(settings),
+            access_log=None,
+            handle_signals=True,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            print("segserver: embedded Redis stopped", flush=True)
+    return 0
+
+
+def _printer(settings: Settings) -> Callable[[str], None]:
+    def show(_: str) -> None:
+        print(
+            f"segserver: serving on http://{settings.host}:{settings.port} (Ctrl-C stops)",
+            flush=True,
+        )
+
+    return show
+
+
+async def _demo(settings: Settings, url: str, visitors: int) -> None:
+    from segserver.demo import ensure_demo_site, seed_visitors
+    from segserver.services import open_services
+
+    async with open_services(settings, url) as services:
+        await services.scripts.load_all()
+        site = await ensure_demo_site(services)
+        existing = await services.profiles.count(site.id) if visitors else 0
+        if visitors and existing < visitors:
+            stored = await seed_visitors(services, site.id, visitors - existing, seed=existing)
+            print(
+                f"segserver: demo site seeded with {visitors - existing} visitors "
+                f"({stored} events)",
+                flush=True,
+            )
+        print(f"segserver: demo site {site.id!r}, site key {site.site_key}", flush=True)
+
+
+def _demo_cmd(args: argparse.Namespace) -> int:
+    from segserver.storage.embedded import EmbeddedRedis
+
+    settings = _settings(args)
+    embedded = EmbeddedRedis(settings.data_dir) if settings.embedded else None
+    try:
+        url = embedded.start() if embedded is not None else settings.redis_url
+        asyncio.run(_demo(settings, url, args.visitors))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segserver", description=__doc__)
+    parser.add_argument("--config", type=Path, help="a TOML settings file")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--demo", action="store_true", help="install the demo site and visitors")
+    serve.add_argument("--visitors", type=int, default=1000, help="demo visitors (with --demo)")
+    serve.set_defaults(func=_serve)
+    demo = sub.add_parser("demo", help="install the demo site and seed synthetic visitors")
+    demo.add_argument("--visitors", type=int, default=1000)
+    demo.set_defaults(func=_demo_cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        code: int = args.func(args)
+        return code
+    except SegserverError as exc:
+        print(f"segserver: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Operations: liveness and readiness."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from segserver.http.keys import SERVICES
+from segserver.http.request import json_response
+from segserver.storage.client import ping
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up (says nothing about Redis)."""
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: Redis answers and every Lua script is loaded."""
+    services = request.app[SERVICES]
+    redis_ok = await ping(services.clients.raw)
+    scripts_ok = redis_ok and await services.scripts.loaded()
+    if redis_ok and not scripts_ok:
+        try:
+            await services.scripts.load_all()
+            scripts_ok = await services.scripts.loaded()
+        except Exception:
+            scripts_ok = False
+    ok = redis_ok and scripts_ok
+    return json_response(
+        {"status": "ready" if ok else "not_ready", "redis": redis_ok, "scripts": scripts_ok},
+        status=200 if ok else 503,
+    )

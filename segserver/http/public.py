@@ -1,0 +1,43 @@
+"""The public API: what websites and shop back ends call (site key)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from segserver.errors import ValidationError
+from segserver.http.keys import SERVICES, SETTINGS
+from segserver.http.request import json_body, json_response, now, site_of
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/events")
+async def post_events(request: web.Request) -> web.Response:
+    """A batch of events: `{events: [{visitor_id, type, ts?, event_id?, properties}]}`
+    (a bare list is accepted too) → 202 with a result per event."""
+    body = await json_body(request)
+    ctx = await site_of(request, body)
+    events = body.get("events") if isinstance(body, dict) else body
+    if not isinstance(events, list):
+        raise ValidationError("events: must be a list of events")
+    limit = request.app[SETTINGS].max_events_per_request
+    if len(events) > limit:
+        raise ValidationError(
+            f"events: more than {limit} events in one request", code="too_many_events"
+        )
+    if not events:
+        raise ValidationError("events: empty")
+    services = request.app[SERVICES]
+    result = await services.ingestor.ingest(ctx.data, events, now(request))
+    rejected = [r for r in result.results if r.status == "rejected"]
+    if len(rejected) == len(result.results) and rejected[0].error is not None:
+        # nothing in the request was usable: a plain 400 naming the (first) field
+        first = rejected[0].error
+        raise ValidationError(
+            first.message,
+            code=first.code,
+            details={"results": [r.to_json() for r in result.results]},
+        )
+    return json_response(
+        {"stored": result.stored, "results": [r.to_json() for r in result.results]}, status=202
+    )

@@ -1,0 +1,79 @@
+"""Wiring: every service of a running segserver, opened and closed together.
+
+Used by the HTTP app (cleanup_ctx), the CLI and the tests; nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from segserver.catalogue.models import bind_models
+from segserver.catalogue.runtime import Runtime
+from segserver.catalogue.sites import SiteService
+from segserver.config import Settings
+from segserver.profile.events import Limits
+from segserver.profile.ingest import Ingestor
+from segserver.storage.client import Clients, create_clients
+from segserver.storage.dictionary import DictionaryStore
+from segserver.storage.keys import Keys
+from segserver.storage.profiles import ProfileStore
+from segserver.storage.scripts import Scripts
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clients: Clients
+    scripts: Scripts
+    keys: Keys
+    profiles: ProfileStore
+    dictionary: DictionaryStore
+    sites: SiteService
+    runtime: Runtime
+    ingestor: Ingestor
+    clock: Callable[[], float]
+
+    @classmethod
+    def build(
+        cls, settings: Settings, url: str | None = None, clock: Callable[[], float] = time.time
+    ) -> Services:
+        clients = create_clients(settings, url)
+        scripts = Scripts(clients.raw)
+        keys = Keys(settings.key_prefix, settings.shards)
+        profiles = ProfileStore(
+            clients.raw,
+            scripts,
+            keys,
+            settings.dedup_window_seconds,
+            settings.profile_ttl_days * 86400,
+        )
+        dictionary = DictionaryStore(clients.raw, scripts, keys)
+        sites = SiteService(bind_models(clients.text, settings.key_prefix), settings.tag_slots)
+        runtime = Runtime(sites, dictionary, settings.catalogue_cache_seconds)
+        limits = Limits(
+            settings.max_string_length,
+            settings.max_event_age_days * 86400.0,
+            float(settings.max_event_skew_seconds),
+            float(settings.session_gap_seconds),
+        )
+        ingestor = Ingestor(profiles, dictionary, limits)
+        return cls(
+            settings, clients, scripts, keys, profiles, dictionary, sites, runtime, ingestor, clock
+        )
+
+    async def close(self) -> None:
+        await self.clients.close()
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings, url: str | None = None, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Services]:
+    services = Services.build(settings, url, clock)
+    try:
+        yield services
+    finally:
+        await services.close()

@@ -1,0 +1,1 @@
+"""The only package that imports redis: clients, keys, Lua scripts, repositories."""

@@ -1,0 +1,57 @@
+"""Key names. Every key of a site carries the site id; every key of one visitor
+carries the hash tag of the visitor's shard, `{<site>.<shard>}`, so that one Lua
+script touching a visitor runs in one Redis Cluster slot. Site-wide keys carry
+`{<site>}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from segserver.profile.identity import shard_of
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorKeys:
+    shard: int
+    profile: str
+    event_ids: str
+    shard_seq: str
+    shard_ordinals: str
+
+    def all(self) -> list[str]:
+        """Every per-visitor key (the shard-wide ones excluded)."""
+        return [self.profile, self.event_ids]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+    shards: int
+
+    def shard_tag(self, site: str, shard: int) -> str:
+        return f"{{{site}.{shard}}}"
+
+    def visitor(self, site: str, visitor_id: str) -> VisitorKeys:
+        shard = shard_of(visitor_id, self.shards)
+        base = f"{self.prefix}:{self.shard_tag(site, shard)}"
+        return VisitorKeys(
+            shard,
+            f"{base}:p:{visitor_id}",
+            f"{base}:ev:{visitor_id}",
+            f"{base}:seq",
+            f"{base}:ords",
+        )
+
+    def profile_pattern(self, site: str, shard: int) -> str:
+        """SCAN pattern of one shard's profiles."""
+        return f"{self.prefix}:{self.shard_tag(site, shard)}:p:*"
+
+    def dictionary(self, site: str, attr: str) -> tuple[str, str]:
+        """(value → code hash, code → value list) of one attribute's dictionary."""
+        base = f"{self.prefix}:{{{site}}}:dict:{attr}"
+        return f"{base}:codes", f"{base}:values"
+
+    def site_pattern(self, site: str) -> list[str]:
+        """SCAN patterns covering every key of a site (site-wide and per shard)."""
+        return [f"{self.prefix}:{{{site}}}:*", f"{self.prefix}:{{{site}.*}}:*"]

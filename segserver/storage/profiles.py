@@ -1,0 +1,81 @@
+"""Profiles in Redis: apply an event batch (one Lua call per visitor), read, erase."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from segserver.errors import StorageError
+from segserver.profile.identity import visitor_hash
+from segserver.storage.client import Client
+from segserver.storage.keys import Keys
+from segserver.storage.scripts import Scripts
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The profile after the batch, and per event: True applied, False duplicate id."""
+
+    profile: bytes
+    applied: list[bool]
+
+
+@dataclass
+class ProfileStore:
+    client: Client
+    scripts: Scripts
+    keys: Keys
+    dedup_window_seconds: int
+    profile_ttl_seconds: int
+
+    async def apply(
+        self,
+        site: str,
+        visitor_id: str,
+        template: bytes,
+        events: Sequence[tuple[str | None, bytes]],
+        now: float,
+    ) -> Applied:
+        """Apply `events` ((event id, packed ops) in order) atomically to one visitor."""
+        k = self.keys.visitor(site, visitor_id)
+        args: list[bytes | str | float | int] = [
+            repr(now),
+            self.dedup_window_seconds,
+            self.profile_ttl_seconds,
+            template,
+            visitor_id,
+            visitor_hash(visitor_id),
+        ]
+        for event_id, ops in events:
+            args.append(event_id or "")
+            args.append(ops)
+        result = await self.scripts.call(
+            "apply_events", [k.profile, k.event_ids, k.shard_seq, k.shard_ordinals], args
+        )
+        return Applied(result[0], [bool(s) for s in result[1:]])
+
+    async def get(self, site: str, visitor_id: str) -> bytes | None:
+        try:
+            blob: bytes | None = await self.client.get(self.keys.visitor(site, visitor_id).profile)
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"reading a profile failed: {exc}") from exc
+        return blob
+
+    async def delete(self, site: str, visitor_id: str, extra_keys: Sequence[str] = ()) -> bool:
+        """Erase every key of the visitor; True if it had a profile."""
+        k = self.keys.visitor(site, visitor_id)
+        keys = [k.profile, k.event_ids, k.shard_ordinals, *extra_keys]
+        return bool(await self.scripts.call("delete_visitor", keys, []))
+
+    async def count(self, site: str) -> int:
+        """Visitors with a profile (sum over shards of the ordinal maps)."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for shard in range(self.keys.shards):
+                    base = f"{self.keys.prefix}:{self.keys.shard_tag(site, shard)}"
+                    pipe.hlen(f"{base}:ords")
+                return sum(await pipe.execute())
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"counting profiles failed: {exc}") from exc

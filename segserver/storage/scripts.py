@@ -1,0 +1,58 @@
+"""The Lua registry: every `lua/*.lua` shipped with the package, registered once as
+a redis-py Script (EVALSHA → NOSCRIPT → SCRIPT LOAD → retry), with Redis errors
+wrapped once into StorageError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
+
+from segserver.errors import StorageError, StorageTimeout
+from segserver.resources import shipped_dir
+from segserver.storage.client import Client
+
+
+def lua_sources() -> dict[str, str]:
+    """name → source of every shipped script."""
+    directory: Path = shipped_dir("lua")
+    return {p.stem: p.read_text() for p in sorted(directory.glob("*.lua"))}
+
+
+class Scripts:
+    """Registered scripts, called by name."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.sources = lua_sources()
+        self.scripts = {name: client.register_script(src) for name, src in self.sources.items()}
+
+    async def load_all(self) -> None:
+        """SCRIPT LOAD every script (on every primary of a cluster); for /readyz."""
+        try:
+            for src in self.sources.values():
+                await self.client.script_load(src)
+        except RedisError as exc:
+            raise StorageError(f"loading Lua scripts failed: {exc}") from exc
+
+    async def loaded(self) -> bool:
+        shas = [s.sha for s in self.scripts.values()]
+        try:
+            exists = await self.client.script_exists(*shas)
+        except RedisError:
+            return False
+        return all(exists)
+
+    async def call(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None
+    ) -> Any:
+        try:
+            return await self.scripts[name](keys=keys, args=args, client=client)
+        except RedisTimeout as exc:
+            raise StorageTimeout(f"Redis did not answer in time ({name})") from exc
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"Redis failed running {name}: {exc}") from exc
