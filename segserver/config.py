@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     @field_validator("key_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
-        if not _PREFIX_RE.match(value):
+        if not _PREFIX_RE.fullmatch(value):
             raise ValueError("must be 1-32 characters of A-Z a-z 0-9 _ . -")
         return value
 

@@ -61,7 +61,7 @@ def new_site_key(site_id: str) -> str:
 
 
 def site_id_of_key(site_key: str) -> str | None:
-    match = _KEY_RE.match(site_key)
+    match = _KEY_RE.fullmatch(site_key)
     return match.group(1) if match else None
 
 

@@ -438,4 +438,4 @@ def _plan_identify(event: Event, layout: Any, plan: Plan) -> None:
 
 
 def is_custom_event_name(name: str) -> bool:
-    return bool(NAME_RE.match(name))
+    return bool(NAME_RE.fullmatch(name))

@@ -16,7 +16,7 @@ def check_visitor_id(value: object, path: str = "visitor_id") -> str:
     """Return `value` if it is a valid visitor id, else raise ValidationError naming `path`."""
     if not isinstance(value, str):
         raise ValidationError(f"{path}: must be a string", code="invalid_visitor_id")
-    if not VISITOR_ID_RE.match(value):
+    if not VISITOR_ID_RE.fullmatch(value):
         raise ValidationError(
             f"{path}: must be 1-128 characters of A-Z a-z 0-9 _ . : @ + = -",
             code="invalid_visitor_id",
@@ -25,7 +25,7 @@ def check_visitor_id(value: object, path: str = "visitor_id") -> str:
 
 
 def check_site_id(value: object, path: str = "id") -> str:
-    if not isinstance(value, str) or not SITE_ID_RE.match(value):
+    if not isinstance(value, str) or not SITE_ID_RE.fullmatch(value):
         raise ValidationError(
             f"{path}: must be 1-63 characters of a-z 0-9 - (starting with a letter or digit)",
             code="invalid_site_id",

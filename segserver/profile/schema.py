@@ -230,7 +230,7 @@ def _list(value: Any, path: str) -> list[Any]:
 
 
 def _name(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ValidationError(
             f"{path}: {value!r} is not a valid name (a-z, 0-9, _; starting with a letter)"
         )
