@@ -16,8 +16,8 @@
 --          9 CHECK_GAP 10 TAG_ADD 11 TAG_REMOVE 12 TAG_CLEAR; flag 1 = only after a gap.
 -- Returns  {profile bytes, status of event 1, ...}: 1 applied, 0 duplicate event id.
 --
--- Everything is computed on a local copy first and written at the end, so an error
--- part-way writes nothing. The header's VERSION counts applied batches.
+-- Everything is computed first and written at the end, so an error part-way
+-- writes nothing. The header's VERSION counts applied batches.
 
 local EVENT_IDS_MAX = 2048
 local RECORD = '<BBI4dd'
@@ -34,26 +34,47 @@ elseif #blob < #template then
   blob = blob .. string.sub(template, #blob + 1)
 end
 
-local function rd(off) return (struct.unpack('<d', blob, off + 1)) end
-local function wr(off, v)
-  blob = string.sub(blob, 1, off) .. struct.pack('<d', v) .. string.sub(blob, off + 9)
+-- Writes are collected by byte offset and spliced into the profile once, at the
+-- end: rebuilding the 1.3 KB string on every write cost ~60 µs per page view.
+local writes = {}
+local function rd(off)
+  local w = writes[off]
+  if w then return (struct.unpack('<d', w)) end
+  return (struct.unpack('<d', blob, off + 1))
 end
-local function rdf(off) return (struct.unpack('<f', blob, off + 1)) end
-local function wrf(off, v)
-  blob = string.sub(blob, 1, off) .. struct.pack('<f', v) .. string.sub(blob, off + 5)
+local function wr(off, v) writes[off] = struct.pack('<d', v) end
+local function rdf(off)
+  local w = writes[off]
+  if w then return (struct.unpack('<f', w)) end
+  return (struct.unpack('<f', blob, off + 1))
+end
+local function wrf(off, v) writes[off] = struct.pack('<f', v) end
+local function splice()
+  local offsets = {}
+  for off in pairs(writes) do offsets[#offsets + 1] = off end
+  table.sort(offsets)
+  local parts = {}
+  local pos = 0
+  for _, off in ipairs(offsets) do
+    local w = writes[off]
+    parts[#parts + 1] = string.sub(blob, pos + 1, off)
+    parts[#parts + 1] = w
+    pos = off + #w
+  end
+  parts[#parts + 1] = string.sub(blob, pos + 1)
+  return table.concat(parts)
 end
 local function missing(v) return v ~= v end
 
 local function window_add(off, day, v)
   local head = rdf(off)
   if day > head then
-    if day - head >= WINDOW_DAYS then
-      blob = string.sub(blob, 1, off) .. struct.pack('<f', day) ..
-             string.rep('\0', WINDOW_DAYS * 4) .. string.sub(blob, off + 4 * (WINDOW_DAYS + 1) + 1)
-    else
-      for d = head + 1, day do wrf(off + 4 + (d % WINDOW_DAYS) * 4, 0) end
-      wrf(off, day)
+    if head > 0 then  -- head 0: a block never written, already all zero
+      for d = math.max(head + 1, day - WINDOW_DAYS + 1), day do
+        wrf(off + 4 + (d % WINDOW_DAYS) * 4, 0)
+      end
     end
+    wrf(off, day)
     head = day
   end
   if day > head - WINDOW_DAYS then
@@ -155,6 +176,7 @@ if applied > 0 then
     redis.call('HSET', KEYS[4], ordinal, ARGV[5])
   end
   wr(8, rd(8) + 1)
+  blob = splice()
   local ttl = tonumber(ARGV[3])
   if ttl > 0 then
     redis.call('SET', KEYS[1], blob, 'EX', ttl)

@@ -99,6 +99,21 @@ def _demo_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+_BENCHES = {
+    "events": "segserver.bench.events",
+    "profile": "segserver.bench.profile",
+    "eval": "segserver.engine.bench",
+}
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(_BENCHES[args.which])
+    code: int = module.main(args.rest)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segserver", description=__doc__)
     parser.add_argument("--config", type=Path, help="a TOML settings file")
@@ -112,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="install the demo site and seed synthetic visitors")
     demo.add_argument("--visitors", type=int, default=1000)
     demo.set_defaults(func=_demo_cmd)
+    bench = sub.add_parser("bench", help="benchmarks (ratios against in-run baselines)")
+    bench.add_argument("which", choices=sorted(_BENCHES))
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark")
+    bench.set_defaults(func=_bench)
     return parser
 
 

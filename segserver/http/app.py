@@ -38,4 +38,5 @@ def create_app(
     app.add_routes(ops.routes)
     app.add_routes(public.routes)
     app.add_routes(admin.routes)
+    ops.add_static(app)
     return app

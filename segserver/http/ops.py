@@ -6,6 +6,7 @@ from aiohttp import web
 
 from segserver.http.keys import SERVICES
 from segserver.http.request import json_response
+from segserver.resources import shipped_dir
 from segserver.storage.client import ping
 
 routes = web.RouteTableDef()
@@ -34,3 +35,12 @@ async def readyz(request: web.Request) -> web.Response:
         {"status": "ready" if ok else "not_ready", "redis": redis_ok, "scripts": scripts_ok},
         status=200 if ok else 503,
     )
+
+
+def add_static(app: web.Application) -> None:
+    """The browser SDK's build at /sdk/ (segserver.js, segserver.esm.js)."""
+    try:
+        sdk = shipped_dir("sdk")
+    except (FileNotFoundError, KeyError):
+        return  # not built: the SDK is simply not served (scripts/setup builds it)
+    app.router.add_static("/sdk/", sdk, append_version=False)

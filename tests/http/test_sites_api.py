@@ -120,3 +120,11 @@ async def test_unknown_route_is_json_404(client: Client) -> None:
     resp = await client.get("/nope")
     assert resp.status == 404
     assert (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_sdk_build_is_served(client: Client) -> None:
+    for name in ("segserver.js", "segserver.esm.js"):
+        resp = await client.get(f"/sdk/{name}")
+        assert resp.status == 200, name
+        assert "javascript" in resp.headers["Content-Type"]
+        assert "v1/context" in await resp.text()
