@@ -144,6 +144,7 @@ local function apply(ops)
 end
 
 local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
 local statuses = {}
 local batch_ids = {}
 local new_ids = {}
@@ -152,7 +153,8 @@ for i = 7, #ARGV, 2 do
   local eid = ARGV[i]
   local dup = false
   if eid ~= '' then
-    dup = batch_ids[eid] or redis.call('ZSCORE', KEYS[2], eid) ~= false
+    local seen = redis.call('ZSCORE', KEYS[2], eid)
+    dup = batch_ids[eid] or (seen ~= false and tonumber(seen) > now - window)
   end
   if dup then
     statuses[#statuses + 1] = 0
@@ -184,7 +186,6 @@ if applied > 0 then
     redis.call('SET', KEYS[1], blob)
   end
   if #new_ids > 0 then
-    local window = tonumber(ARGV[2])
     for _, eid in ipairs(new_ids) do redis.call('ZADD', KEYS[2], now, eid) end
     redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
     redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -EVENT_IDS_MAX - 1)
