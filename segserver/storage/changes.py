@@ -1,0 +1,282 @@
+"""Redis side of trigger delivery: the per-shard change streams read through one
+consumer group, the retry schedule, the dead-letter list and the indexes of
+subscriptions (which sites have any; which ids a site has).
+
+Keys (besides `Keys.changes`, written by the membership script):
+  `<prefix>:triggers:sites`              set: sites with at least one subscription
+  `<prefix>:{<site>}:triggers`           set: the site's subscription ids
+  `<prefix>:{<site>}:trigger-retries`    sorted set: delivery id → due (epoch s)
+  `<prefix>:{<site>}:trigger-deliveries` hash: delivery id → JSON of a pending retry
+  `<prefix>:{<site>}:trigger-dead`       list (newest first, capped): dead letters
+
+A retry is claimed with `ZADD XX INCR` (no Lua, one slot): the claimer adds
+`now + lease - due` to the score it read and wins only if the answer is exactly
+`now + lease`; a concurrent claimer gets a sum that is larger by at least the
+lease, and a finished delivery (member gone) answers nil. A crashed claimer's
+delivery becomes due again when its lease ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError, ResponseError
+
+from segserver.errors import StorageError
+from segserver.storage.client import Client
+from segserver.storage.keys import Keys
+
+GROUP = "triggers"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One stream entry: a visitor entered or exited a segment."""
+
+    shard: int
+    entry: str  # the stream entry id
+    visitor: str
+    segment: str
+    change: str  # "entered" | "exited"
+    at: float  # epoch seconds
+    cause: str  # "event" | "expiry" | "recompute" | "edit"
+
+
+def parse_change(shard: int, entry: str, fields: dict[str, str]) -> Change | None:
+    """The change of a stream entry, or None if a field is missing or malformed."""
+    try:
+        return Change(
+            shard,
+            entry,
+            fields["v"],
+            fields["s"],
+            fields["c"],
+            float(fields["t"]),
+            fields.get("why", ""),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """Entries of one stream handed to this consumer: new ones and taken-over ones."""
+
+    shard: int
+    entries: list[Change]
+    malformed: list[str]  # entry ids to acknowledge without delivering
+
+
+class ChangeStore:
+    """All Redis calls of trigger delivery. `client` must decode responses (str)."""
+
+    def __init__(self, client: Client, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self.sites_key = f"{keys.prefix}:triggers:sites"
+        # XAUTOCLAIM cursor per stream, so a long pending list is walked, not rescanned
+        self.cursors: dict[str, str] = {}
+
+    def _site_key(self, site: str, name: str) -> str:
+        return f"{self.keys.prefix}:{{{site}}}:{name}"
+
+    # -- subscription indexes -------------------------------------------------
+
+    async def add_subscription(self, site: str, sub_id: str) -> bool:
+        """Index `sub_id`; True if the site had no subscription before."""
+        try:
+            await self.client.sadd(self._site_key(site, "triggers"), sub_id)
+            return bool(await self.client.sadd(self.sites_key, site))
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"indexing a trigger failed: {exc}") from exc
+
+    async def remove_subscription(self, site: str, sub_id: str) -> None:
+        key = self._site_key(site, "triggers")
+        try:
+            await self.client.srem(key, sub_id)
+            if not await self.client.scard(key):
+                await self.client.srem(self.sites_key, site)
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"unindexing a trigger failed: {exc}") from exc
+
+    async def subscription_ids(self, site: str) -> list[str]:
+        try:
+            return sorted(await self.client.smembers(self._site_key(site, "triggers")))
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"reading trigger ids failed: {exc}") from exc
+
+    async def sites(self) -> list[str]:
+        try:
+            return sorted(await self.client.smembers(self.sites_key))
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"reading trigger sites failed: {exc}") from exc
+
+    # -- change streams ---------------------------------------------------------
+
+    async def start_groups(self, site: str, skip_backlog: bool) -> None:
+        """Create the consumer group on every shard stream, reading from now on.
+
+        With `skip_backlog` (the site's first subscription), an existing group is moved
+        to the end too: changes from before anyone subscribed are not delivered."""
+        try:
+            for shard in range(self.keys.shards):
+                key = self.keys.changes(site, shard)
+                if not await self._create_group(key, "$") and skip_backlog:
+                    await self.client.xgroup_setid(key, GROUP, "$")
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"creating trigger consumer groups failed: {exc}") from exc
+
+    async def _create_group(self, key: str, start: str) -> bool:
+        """XGROUP CREATE … MKSTREAM; False if the group exists."""
+        try:
+            await self.client.xgroup_create(key, GROUP, id=start, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" in str(exc):
+                return False
+            raise
+        return True
+
+    async def read(self, site: str, consumer: str, count: int, lease_ms: int) -> list[Read]:
+        """Up to `count` new entries per shard stream, plus entries another consumer
+        has held pending longer than `lease_ms` (taken over with XAUTOCLAIM)."""
+        keys = [self.keys.changes(site, shard) for shard in range(self.keys.shards)]
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.xautoclaim(
+                        key, GROUP, consumer, lease_ms, self.cursors.get(key, "0-0"), count=count
+                    )
+                    pipe.xreadgroup(GROUP, consumer, {key: ">"}, count=count)
+                results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"reading change streams failed: {exc}") from exc
+        out = []
+        for shard, key in enumerate(keys):
+            claimed, fresh = results[2 * shard], results[2 * shard + 1]
+            if _is_nogroup(claimed) or _is_nogroup(fresh):
+                # The stream was deleted (and recreated by the producer) under us: a new
+                # group from its first entry loses nothing written since.
+                await self._recreate_group(key)
+                continue
+            for result in (claimed, fresh):
+                if isinstance(result, Exception):
+                    raise StorageError(f"reading change stream {key} failed: {result}")
+            self.cursors[key] = claimed[0]
+            pairs = list(claimed[1]) + _stream_entries(fresh)
+            read = Read(shard, [], [])
+            for entry, fields in pairs:
+                change = parse_change(shard, entry, fields or {})
+                if change is None:
+                    read.malformed.append(entry)
+                else:
+                    read.entries.append(change)
+            if pairs:
+                out.append(read)
+        return out
+
+    async def _recreate_group(self, key: str) -> None:
+        try:
+            await self._create_group(key, "0")
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"recreating consumer group on {key} failed: {exc}") from exc
+        self.cursors.pop(key, None)
+
+    async def ack(self, site: str, shard: int, entries: Sequence[str]) -> None:
+        if not entries:
+            return
+        try:
+            await self.client.xack(self.keys.changes(site, shard), GROUP, *entries)
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"acknowledging changes failed: {exc}") from exc
+
+    # -- retry schedule -----------------------------------------------------------
+
+    async def schedule(self, site: str, delivery_id: str, record: str, due: float) -> None:
+        """Keep `record` and make it due at `due` (the record first: a crash between
+        the two leaves an unscheduled record, never a schedule without one)."""
+        try:
+            await self.client.hset(self._site_key(site, "trigger-deliveries"), delivery_id, record)
+            await self.client.zadd(self._site_key(site, "trigger-retries"), {delivery_id: due})
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"scheduling a trigger retry failed: {exc}") from exc
+
+    async def claim_due(
+        self, site: str, now: float, lease: float, count: int
+    ) -> list[tuple[str, str]]:
+        """Claim up to `count` due retries for `lease` seconds: [(delivery id, record)]."""
+        zkey = self._site_key(site, "trigger-retries")
+        try:
+            due = await self.client.zrangebyscore(
+                zkey, "-inf", now, start=0, num=count, withscores=True
+            )
+            claimed = []
+            for delivery_id, score in due:
+                until = now + lease
+                got = await self.client.zadd(zkey, {delivery_id: until - score}, xx=True, incr=True)
+                if got is not None and abs(float(got) - until) < lease / 2:
+                    claimed.append(delivery_id)
+            if not claimed:
+                return []
+            records = await self.client.hmget(self._site_key(site, "trigger-deliveries"), claimed)
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"claiming trigger retries failed: {exc}") from exc
+        out = []
+        for delivery_id, record in zip(claimed, records, strict=True):
+            if record is None:  # finished by a claimer whose lease had run out
+                await self.finish(site, delivery_id)
+            else:
+                out.append((delivery_id, record))
+        return out
+
+    async def finish(self, site: str, delivery_id: str) -> None:
+        """Forget a retry (delivered, dead-lettered or dropped)."""
+        try:
+            await self.client.zrem(self._site_key(site, "trigger-retries"), delivery_id)
+            await self.client.hdel(self._site_key(site, "trigger-deliveries"), delivery_id)
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"finishing a trigger retry failed: {exc}") from exc
+
+    async def retries(self, site: str) -> int:
+        try:
+            return int(await self.client.zcard(self._site_key(site, "trigger-retries")))
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"counting trigger retries failed: {exc}") from exc
+
+    # -- dead letters ---------------------------------------------------------------
+
+    async def push_dead(self, site: str, record: str, cap: int) -> None:
+        key = self._site_key(site, "trigger-dead")
+        try:
+            await self.client.lpush(key, record)
+            await self.client.ltrim(key, 0, cap - 1)
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"writing a dead letter failed: {exc}") from exc
+
+    async def dead(self, site: str) -> list[str]:
+        """Every dead letter, newest first (the list is capped)."""
+        try:
+            return list(await self.client.lrange(self._site_key(site, "trigger-dead"), 0, -1))
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"reading dead letters failed: {exc}") from exc
+
+    async def take_dead(self, site: str, record: str) -> bool:
+        """Remove one dead letter; True for the one caller that removed it."""
+        try:
+            return bool(await self.client.lrem(self._site_key(site, "trigger-dead"), 1, record))
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"removing a dead letter failed: {exc}") from exc
+
+
+def _is_nogroup(result: Any) -> bool:
+    return isinstance(result, ResponseError) and "NOGROUP" in str(result)
+
+
+def _stream_entries(result: Any) -> list[Any]:
+    """Entries of a one-stream XREADGROUP answer (RESP2 list or RESP3 dict)."""
+    if not result:
+        return []
+    if isinstance(result, dict):
+        return [pair for entries in result.values() for pair in entries[0]]
+    return list(result[0][1])
