@@ -7,6 +7,7 @@ import asyncio
 import logging
 import secrets
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
         if embedded is not None:
             url = embedded.start()
             print(f"segserver: embedded Redis at {url} (data in {embedded.data_dir})", flush=True)
+        _warm(settings)
         if args.demo:
             asyncio.run(_demo(settings, url, args.visitors))
         app = create_app(settings, redis_url=url)
@@ -54,6 +56,21 @@ def _serve(args: argparse.Namespace) -> int:
         if embedded is not None:
             embedded.stop()
             print("segserver: embedded Redis stopped", flush=True)
+    return 0
+
+
+def _warm(settings: Settings) -> None:
+    """Compile the rule kernels into the data directory's cache (seconds the first
+    time, milliseconds after)."""
+    from segserver import engine
+
+    started = time.perf_counter()
+    engine.warm(settings.kernel_cache_dir)
+    print(f"segserver: rule kernels ready ({time.perf_counter() - started:.1f} s)", flush=True)
+
+
+def _warm_cmd(args: argparse.Namespace) -> int:
+    _warm(_settings(args))
     return 0
 
 
@@ -114,6 +131,42 @@ def _bench(args: argparse.Namespace) -> int:
     return code
 
 
+def _recompute_cmd(args: argparse.Namespace) -> int:
+    from segserver.services import open_services
+    from segserver.storage.embedded import EmbeddedRedis
+
+    settings = _settings(args)
+    embedded = EmbeddedRedis(settings.data_dir) if settings.embedded else None
+
+    def bar(done: int, total: int) -> None:
+        width = 40
+        frac = min(done / total, 1.0) if total else 1.0
+        fill = "#" * int(width * frac)
+        sys.stderr.write(f"\r[{fill:<{width}}] {100 * frac:5.1f}%  {done:,}/{total:,} visitors")
+        sys.stderr.flush()
+
+    async def run(url: str) -> None:
+        async with open_services(settings, url) as services:
+            await services.scripts.load_all()
+            total = await services.profiles.count(args.site)
+            stats = await services.recomputer.run(args.site, time.time(), "recompute", bar, total)
+            sys.stderr.write("\n")
+            rate = stats.visitors / stats.seconds if stats.seconds else 0.0
+            print(
+                f"segserver: recomputed {stats.visitors:,} visitors of {args.site!r} in "
+                f"{stats.seconds:.1f} s ({rate:,.0f}/s); {stats.committed:,} committed"
+            )
+
+    try:
+        url = embedded.start() if embedded is not None else settings.redis_url
+        _warm(settings)
+        asyncio.run(run(url))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segserver", description=__doc__)
     parser.add_argument("--config", type=Path, help="a TOML settings file")
@@ -127,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="install the demo site and seed synthetic visitors")
     demo.add_argument("--visitors", type=int, default=1000)
     demo.set_defaults(func=_demo_cmd)
+    recompute = sub.add_parser("recompute", help="re-evaluate every visitor of a site")
+    recompute.add_argument("--site", required=True)
+    recompute.set_defaults(func=_recompute_cmd)
+    warm = sub.add_parser("warm", help="compile the rule kernels into the on-disk cache")
+    warm.set_defaults(func=_warm_cmd)
     bench = sub.add_parser("bench", help="benchmarks (ratios against in-run baselines)")
     bench.add_argument("which", choices=sorted(_BENCHES))
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark")

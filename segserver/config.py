@@ -33,6 +33,7 @@ class Settings(BaseSettings):
 
     redis_url: str = ""
     data_dir: Path = Path(".segserver")
+    cache_dir: Path | None = None
     key_prefix: str = "ss"
     shards: int = Field(16, ge=1, le=16384)
     redis_max_connections: int = Field(64, ge=1, le=10000)
@@ -52,6 +53,20 @@ class Settings(BaseSettings):
     max_event_skew_seconds: int = Field(300, ge=0, le=86400)
     profile_ttl_days: int = Field(400, ge=0, le=36500)
     tag_slots: int = Field(8, ge=1, le=64)
+    change_stream_max_length: int = Field(100_000, ge=100, le=100_000_000)
+    visitor_history_length: int = Field(50, ge=1, le=10_000)
+    expiry_interval_seconds: float = Field(0.25, ge=0, le=60)
+    expiry_lease_seconds: float = Field(30, ge=1, le=3600)
+
+    trigger_retries: int = Field(5, ge=0, le=100)
+    trigger_backoff_seconds: float = Field(1.0, gt=0, le=3600)
+    trigger_backoff_max_seconds: float = Field(600.0, gt=0, le=86400)
+    trigger_timeout_seconds: float = Field(5.0, gt=0, le=300)
+    trigger_lease_seconds: float = Field(60.0, gt=0, le=3600)
+    trigger_poll_seconds: float = Field(0.5, ge=0, le=60)
+    trigger_dead_letters_max: int = Field(1000, ge=1, le=1_000_000)
+    trigger_batch: int = Field(32, ge=1, le=10_000)
+    trigger_concurrency: int = Field(16, ge=1, le=1000)
 
     log_level: str = "info"
 
@@ -61,6 +76,11 @@ class Settings(BaseSettings):
         if value and not value.startswith(_URL_SCHEMES):
             raise ValueError(f"must start with one of {', '.join(_URL_SCHEMES)} (or be empty)")
         return value
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if value in ("", None) else value
 
     @field_validator("key_prefix")
     @classmethod
@@ -75,6 +95,11 @@ class Settings(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError("must be one of debug, info, warning, error")
         return value.lower()
+
+    @property
+    def kernel_cache_dir(self) -> Path:
+        """Where compiled rule kernels are cached (cache_dir, or data_dir/numba-cache)."""
+        return self.cache_dir or self.data_dir / "numba-cache"
 
     @property
     def embedded(self) -> bool:

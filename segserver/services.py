@@ -12,13 +12,19 @@ from dataclasses import dataclass
 
 from segserver.catalogue.models import bind_models
 from segserver.catalogue.runtime import Runtime
+from segserver.catalogue.segments import SegmentService
 from segserver.catalogue.sites import SiteService
 from segserver.config import Settings
+from segserver.jobs.expiry import ExpiryScheduler
+from segserver.jobs.recompute import Recomputer
 from segserver.profile.events import Limits
 from segserver.profile.ingest import Ingestor
+from segserver.storage.catalogue import CatalogueStore
 from segserver.storage.client import Clients, create_clients
 from segserver.storage.dictionary import DictionaryStore
+from segserver.storage.jobs import JobStore, ShardReader
 from segserver.storage.keys import Keys
+from segserver.storage.membership import DueStore, MembershipStore
 from segserver.storage.profiles import ProfileStore
 from segserver.storage.scripts import Scripts
 
@@ -35,6 +41,13 @@ class Services:
     runtime: Runtime
     ingestor: Ingestor
     clock: Callable[[], float]
+    catalogue: CatalogueStore
+    segments: SegmentService
+    membership: MembershipStore
+    due: DueStore
+    expiry: ExpiryScheduler
+    jobs: JobStore
+    recomputer: Recomputer
 
     @classmethod
     def build(
@@ -52,7 +65,9 @@ class Services:
         )
         dictionary = DictionaryStore(clients.raw, scripts, keys)
         sites = SiteService(bind_models(clients.text, settings.key_prefix), settings.tag_slots)
-        runtime = Runtime(sites, dictionary, settings.catalogue_cache_seconds)
+        catalogue = CatalogueStore(clients.text, settings.key_prefix)
+        segments = SegmentService(clients.text, settings.key_prefix, catalogue)
+        runtime = Runtime(sites, segments, catalogue, dictionary, settings.catalogue_cache_seconds)
         limits = Limits(
             settings.max_string_length,
             settings.max_event_age_days * 86400.0,
@@ -60,9 +75,19 @@ class Services:
             float(settings.session_gap_seconds),
         )
         ingestor = Ingestor(profiles, dictionary, limits)
+        membership = MembershipStore(
+            clients.raw, scripts, keys, settings.change_stream_max_length,
+            settings.visitor_history_length, settings.profile_ttl_days * 86400,
+        )  # fmt: skip
+        due = DueStore(clients.raw, scripts, keys)
+        expiry = ExpiryScheduler(runtime, due, membership, keys,
+                                 lease=settings.expiry_lease_seconds)  # fmt: skip
+        jobs = JobStore(clients.raw, keys)
+        recomputer = Recomputer(runtime, ShardReader(clients.raw, keys), membership, keys, jobs)
         return cls(
-            settings, clients, scripts, keys, profiles, dictionary, sites, runtime, ingestor, clock
-        )
+            settings, clients, scripts, keys, profiles, dictionary, sites, runtime, ingestor,
+            clock, catalogue, segments, membership, due, expiry, jobs, recomputer,
+        )  # fmt: skip
 
     async def close(self) -> None:
         await self.clients.close()

@@ -49,13 +49,22 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The data directory of every test app: only the Numba cache lives there, kept
+    across runs (gitignored) so the kernels compile once, not every session."""
+    path = Path(__file__).resolve().parents[1] / ".segserver" / "test-data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @pytest.fixture
-def settings(redis_url: str, tmp_path: Path) -> Settings:
+def settings(redis_url: str, data_dir: Path) -> Settings:
     return load_settings(
         redis_url=redis_url,
         key_prefix=f"t{uuid.uuid4().hex[:12]}",
         admin_token=ADMIN_TOKEN,
-        data_dir=str(tmp_path),
+        data_dir=str(data_dir),
         shards=8,
     )
 

@@ -39,3 +39,36 @@ def bind_models(db: Any, prefix: str) -> Models:
             database = db
 
     return Models(site=SiteRecord)
+
+
+@dataclass(frozen=True)
+class SiteModels:
+    segment: Any  # type[SegmentRecord]
+
+
+def bind_site_models(db: Any, prefix: str, site: str) -> SiteModels:
+    """Models of one site's catalogue; keys `<prefix>:{<site>}:<kind>:<id>`, so a site's
+    whole catalogue shares one hash slot (transactions work on a cluster)."""
+
+    class SegmentRecord(HashModel, index=True):
+        id: str = Field(primary_key=True)
+        name: str
+        description: str = ""
+        tags: str = "[]"  # JSON list
+        type: str = "dynamic"  # dynamic | static
+        status: str = "draft"  # draft | active | archived
+        priority: int = 0
+        rule: str = "{}"  # JSON
+        slot: int  # stable bit position in stored membership
+        salt: str = ""  # bucket salt
+        prebuilt: int = 0
+        created_at: float
+        updated_at: float
+        version: int = 1
+
+        class Meta:
+            global_key_prefix = prefix
+            model_key_prefix = f"{{{site}}}:segment"
+            database = db
+
+    return SiteModels(segment=SegmentRecord)

@@ -10,33 +10,78 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
+from segserver.catalogue.segments import Segment, SegmentService
 from segserver.catalogue.sites import Site, SiteService, site_id_of_key
-from segserver.errors import AuthError, NotFoundError
+from segserver.engine import Program, build_program
+from segserver.errors import AuthError, NotFoundError, RuleError
 from segserver.profile.ingest import SiteData
 from segserver.profile.schema import Kind
+from segserver.storage.catalogue import CatalogueStore
 from segserver.storage.dictionary import DictionaryStore
+
+log = logging.getLogger("segserver.catalogue")
 
 
 @dataclass
 class SiteContext:
+    """One site as the request path sees it, with its compiled rule program."""
+
     site: Site
     data: SiteData
     loaded_at: float
+    catalogue_version: int = 0
+    segments: dict[str, Segment] = field(default_factory=dict)
+    program: Program | None = None
+    #: stored-membership slot of each program bit (program bit i → slots[i])
+    slots: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def current_program(self) -> Program:
+        """The program, recompiled first if new dictionary values may change a string
+        operator's matches (milliseconds; never a JIT compile)."""
+        if self.program is None or self.program.is_stale(self.data.vocab):
+            self.compile()
+        assert self.program is not None
+        return self.program
+
+    def compile(self) -> None:
+        active = sorted((s for s in self.segments.values() if s.evaluated), key=lambda s: s.id)
+        try:
+            program = build_program(
+                [s.definition() for s in active], self.data.schema.layout, self.data.vocab
+            )
+        except RuleError as exc:  # validated when saved; a later schema change may break one
+            log.error("site %s: segments do not compile (%s); keeping the last program",
+                      self.site.id, exc.message)  # fmt: skip
+            if self.program is not None:
+                return
+            program = build_program([], self.data.schema.layout, self.data.vocab)
+        self.program = program
+        self.slots = np.array(
+            [self.segments[sid].slot for sid in program.segment_ids], dtype=np.int64
+        )
 
 
 class Runtime:
     def __init__(
         self,
         sites: SiteService,
+        segments: SegmentService,
+        store: CatalogueStore,
         dictionary: DictionaryStore,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sites = sites
+        self.segments = segments
+        self.store = store
         self.dictionary = dictionary
         self.ttl = ttl
         self.clock = clock
@@ -51,7 +96,13 @@ class Runtime:
         else:
             data = SiteData.of(site.id, site.schema, old.data.vocab if old else None)
         await self.dictionary.refresh(site.id, data.vocab, _string_attrs(site))
-        ctx = SiteContext(site, data, self.clock())
+        version = await self.store.catalogue_version(site.id)
+        ctx = SiteContext(site, data, self.clock(), version)
+        if old is not None and old.catalogue_version == version and old.data is data:
+            ctx.segments, ctx.program, ctx.slots = old.segments, old.program, old.slots
+        else:
+            ctx.segments = {s.id: s for s in await self.segments.all(site.id)}
+            ctx.compile()
         self.contexts[site_id] = ctx
         return ctx
 

@@ -143,6 +143,7 @@ class SiteService:
         )
         if await rec.save(nx=True) is None:
             raise ConflictError(f"id: site {site_id!r} already exists", code="site_exists")
+        await self.model.db().sadd(self._index, site_id)
         return self._from_record(rec)
 
     async def get(self, site_id: str) -> Site:
@@ -195,8 +196,13 @@ class SiteService:
         await rec.save()
         return self._from_record(rec)
 
+    @property
+    def _index(self) -> str:
+        """A set of every site id: listing sites never SCANs the keyspace."""
+        return self.model.make_key("_ids")  # type: ignore[no-any-return]
+
     async def list_ids(self) -> list[str]:
-        return sorted([pk async for pk in await self.model.all_pks()])
+        return sorted(await self.model.db().smembers(self._index))
 
     async def by_key(self, site_key: str) -> Site:
         """The site a public key belongs to, or AuthError."""

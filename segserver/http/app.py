@@ -2,24 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from segserver import engine
 from segserver.config import Settings
-from segserver.http import admin, ops, public
+from segserver.http import admin, jobs_routes, ops, public, segments_routes, triggers_routes
 from segserver.http.keys import CLOCK, REDIS_URL, SERVICES, SETTINGS
 from segserver.http.middlewares import admin_auth_middleware, cors_middleware, error_middleware
 from segserver.services import Services
 
+log = logging.getLogger("segserver.http")
+
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
-    services = Services.build(app[SETTINGS], app[REDIS_URL], app[CLOCK])
+    settings = app[SETTINGS]
+    # Compile (or load from the on-disk cache) every rule kernel in a thread before
+    # the first request: a JIT compile inside the event loop stalls every request.
+    await asyncio.to_thread(engine.warm, settings.kernel_cache_dir)
+    services = Services.build(settings, app[REDIS_URL], app[CLOCK])
     await services.scripts.load_all()
     app[SERVICES] = services
     yield
+    await services.recomputer.cancel()
     await services.close()
+
+
+async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Exact expiry in the background of every server process."""
+    interval = app[SETTINGS].expiry_interval_seconds
+    stop = asyncio.Event()
+    task = None
+    if interval > 0:
+        services = app[SERVICES]
+        task = asyncio.create_task(services.expiry.run_forever(app[CLOCK], interval, stop))
+    yield
+    if task is not None:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, 10)
+        except TimeoutError:
+            log.warning("expiry scheduler did not stop within 10 s")
 
 
 def create_app(
@@ -35,8 +62,13 @@ def create_app(
     app[REDIS_URL] = redis_url or settings.redis_url
     app[CLOCK] = clock
     app.cleanup_ctx.append(_services_ctx)
+    app.cleanup_ctx.append(_scheduler_ctx)
+    app.cleanup_ctx.append(triggers_routes.triggers_ctx)
     app.add_routes(ops.routes)
     app.add_routes(public.routes)
     app.add_routes(admin.routes)
+    app.add_routes(segments_routes.routes)
+    app.add_routes(jobs_routes.routes)
+    app.add_routes(triggers_routes.routes)
     ops.add_static(app)
     return app

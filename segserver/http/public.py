@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
-from segserver.errors import ValidationError
+from segserver.catalogue.membership import record_events
+from segserver.errors import StorageError, ValidationError
 from segserver.http.keys import SERVICES, SETTINGS
 from segserver.http.request import json_body, json_response, now, site_of
 
+log = logging.getLogger("segserver.http")
 routes = web.RouteTableDef()
 
 
@@ -28,7 +32,8 @@ async def post_events(request: web.Request) -> web.Response:
     if not events:
         raise ValidationError("events: empty")
     services = request.app[SERVICES]
-    result = await services.ingestor.ingest(ctx.data, events, now(request))
+    at = now(request)
+    result = await services.ingestor.ingest(ctx.data, events, at)
     rejected = [r for r in result.results if r.status == "rejected"]
     if len(rejected) == len(result.results) and rejected[0].error is not None:
         # nothing in the request was usable: a plain 400 naming the (first) field
@@ -38,6 +43,10 @@ async def post_events(request: web.Request) -> web.Response:
             code=first.code,
             details={"results": [r.to_json() for r in result.results]},
         )
+    try:
+        await record_events(services.membership, services.keys, ctx, result.profiles, at)
+    except StorageError as exc:  # the events are stored; expiry or the next event catch up
+        log.warning("site %s: membership not committed: %s", ctx.site.id, exc)
     return json_response(
         {"stored": result.stored, "results": [r.to_json() for r in result.results]}, status=202
     )

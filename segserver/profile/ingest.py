@@ -53,6 +53,7 @@ class EventResult:
 class IngestResult:
     results: list[EventResult]
     profiles: dict[str, bytes]  # visitor id → profile after its batch
+    memberships: dict[str, bytes] = field(default_factory=dict)  # stored bitmaps before
 
     @property
     def stored(self) -> int:
@@ -90,6 +91,7 @@ class Ingestor:
         for item in planned:
             by_visitor[item[1].visitor_id].append(item)
         profiles: dict[str, bytes] = {}
+        memberships: dict[str, bytes] = {}
         template = site.schema.layout.template
 
         async def apply(vid: str, items: list[tuple[int, Event, Plan]]) -> None:
@@ -104,6 +106,7 @@ class Ingestor:
                     results[i] = EventResult(i, NOT_STORED, exc)
                 return
             profiles[vid] = done.profile
+            memberships[vid] = done.bits
             for (i, _, _), ok in zip(items, done.applied, strict=True):
                 results[i].status = STORED if ok else DUPLICATE
 
@@ -112,7 +115,7 @@ class Ingestor:
         if failed and len(failed) == len(planned):
             assert failed[0].error is not None
             raise failed[0].error
-        return IngestResult(results, profiles)
+        return IngestResult(results, profiles, memberships)
 
     async def _encode_strings(self, site: SiteData, plans: Sequence[Plan]) -> None:
         missing: dict[str, set[str]] = defaultdict(set)

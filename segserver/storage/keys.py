@@ -18,10 +18,13 @@ class VisitorKeys:
     event_ids: str
     shard_seq: str
     shard_ordinals: str
+    membership: str  # hash: v (profile version evaluated), t (evaluation time)
+    bits: str  # string bitmap: bit = segment slot
+    history: str
 
     def all(self) -> list[str]:
         """Every per-visitor key (the shard-wide ones excluded)."""
-        return [self.profile, self.event_ids]
+        return [self.profile, self.event_ids, self.membership, self.bits, self.history]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,29 @@ class Keys:
             f"{base}:ev:{visitor_id}",
             f"{base}:seq",
             f"{base}:ords",
+            f"{base}:m:{visitor_id}",
+            f"{base}:mb:{visitor_id}",
+            f"{base}:h:{visitor_id}",
         )
+
+    def shard_key(self, site: str, shard: int, name: str) -> str:
+        return f"{self.prefix}:{self.shard_tag(site, shard)}:{name}"
+
+    def changes(self, site: str, shard: int) -> str:
+        """The shard's stream of segment entries and exits (fields v s c t why)."""
+        return self.shard_key(site, shard, "changes")
+
+    def due(self, site: str, shard: int) -> str:
+        """Sorted set: visitor → the next instant one of its time conditions may flip."""
+        return self.shard_key(site, shard, "due")
+
+    def claimed(self, site: str, shard: int) -> str:
+        """Sorted set: visitor → end of the lease of the scheduler that claimed it."""
+        return self.shard_key(site, shard, "claimed")
+
+    def segment_bitmap(self, site: str, shard: int, slot: int) -> str:
+        """Bitmap of one segment's members in the shard (bit = visitor ordinal)."""
+        return self.shard_key(site, shard, f"seg:{slot}")
 
     def profile_pattern(self, site: str, shard: int) -> str:
         """SCAN pattern of one shard's profiles."""

@@ -11,14 +11,17 @@ from segserver.errors import StorageError
 from segserver.profile.identity import visitor_hash
 from segserver.storage.client import Client
 from segserver.storage.keys import Keys
+from segserver.storage.membership import bitmap_slots
 from segserver.storage.scripts import Scripts
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """The profile after the batch, and per event: True applied, False duplicate id."""
+    """The profile after the batch, the stored membership as it was, and per event:
+    True applied, False duplicate id."""
 
     profile: bytes
+    bits: bytes  # the stored membership bitmap (by segment slot) before this batch
     applied: list[bool]
 
 
@@ -52,9 +55,11 @@ class ProfileStore:
             args.append(event_id or "")
             args.append(ops)
         result = await self.scripts.call(
-            "apply_events", [k.profile, k.event_ids, k.shard_seq, k.shard_ordinals], args
+            "apply_events",
+            [k.profile, k.event_ids, k.shard_seq, k.shard_ordinals, k.bits],
+            args,
         )
-        return Applied(result[0], [bool(s) for s in result[1:]])
+        return Applied(result[0], result[1] or b"", [bool(s) for s in result[2:]])
 
     async def get(self, site: str, visitor_id: str) -> bytes | None:
         try:
@@ -64,10 +69,24 @@ class ProfileStore:
         return blob
 
     async def delete(self, site: str, visitor_id: str, extra_keys: Sequence[str] = ()) -> bool:
-        """Erase every key of the visitor; True if it had a profile."""
+        """Erase every key of the visitor and its bits in the segment bitmaps; True if
+        it had a profile."""
         k = self.keys.visitor(site, visitor_id)
-        keys = [k.profile, k.event_ids, k.shard_ordinals, *extra_keys]
-        return bool(await self.scripts.call("delete_visitor", keys, []))
+        for _ in range(5):
+            try:
+                raw = await self.client.get(k.bits)
+            except (RedisError, OSError) as exc:
+                raise StorageError(f"reading membership failed: {exc}") from exc
+            bits = raw or b""
+            slots = bitmap_slots(bits)
+            bitmaps = [self.keys.segment_bitmap(site, k.shard, int(s)) for s in slots]
+            keys = [k.profile, k.event_ids, k.shard_ordinals, k.bits,
+                    self.keys.due(site, k.shard), self.keys.claimed(site, k.shard),
+                    *bitmaps, k.membership, k.history, *extra_keys]  # fmt: skip
+            done = await self.scripts.call("delete_visitor", keys, [visitor_id, len(bitmaps), bits])
+            if done != -1:
+                return bool(done)
+        raise StorageError("the visitor's membership kept changing while erasing it")
 
     async def count(self, site: str) -> int:
         """Visitors with a profile (sum over shards of the ordinal maps)."""

@@ -55,10 +55,13 @@ def _get(url: str) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_serve_starts_embedded_redis_and_stops_it(tmp_path: Path, sig: signal.Signals) -> None:
+def test_serve_starts_embedded_redis_and_stops_it(
+    tmp_path: Path, sig: signal.Signals, data_dir: Path
+) -> None:
     port = _free_port()
     env = {**os.environ, "SEGSERVER_DATA_DIR": str(tmp_path), "SEGSERVER_PORT": str(port),
-           "SEGSERVER_REDIS_URL": "", "SEGSERVER_ADMIN_TOKEN": "t"}  # fmt: skip
+           "SEGSERVER_REDIS_URL": "", "SEGSERVER_ADMIN_TOKEN": "t",
+           "SEGSERVER_CACHE_DIR": str(data_dir / "numba-cache")}  # fmt: skip
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
