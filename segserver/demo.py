@@ -26,11 +26,15 @@ _CATEGORIES = ["shoes", "shirts", "bags", "watches", "jackets", "hats"]
 
 async def ensure_demo_site(services: Services) -> Site:
     try:
-        return await services.sites.create(
+        site = await services.sites.create(
             {"id": DEMO_SITE, "name": "Demo shop", "origins": ["*"], "schema": DEMO_SCHEMA}
         )
     except ConflictError:
         return await services.sites.get(DEMO_SITE)
+    ctx = await services.runtime.get(site.id)
+    await services.segments.install_prebuilt(site.id, ctx.data.schema.layout, ctx.data.vocab)
+    services.runtime.forget(site.id)
+    return site
 
 
 def visitor_events(rng: random.Random, now: float) -> list[dict[str, Any]]:

@@ -109,7 +109,8 @@ def admin_headers() -> dict[str, str]:
 
 @pytest_asyncio.fixture
 async def site(client: TestClient[Any, Any]) -> dict[str, Any]:
-    """A site created through the admin API, with a custom attribute and event."""
+    """A site created through the admin API, with a custom attribute and event (and
+    without the prebuilt segments, so tests control every segment)."""
     resp = await client.post(
         "/v1/admin/sites",
         headers=admin_headers(),
@@ -117,6 +118,7 @@ async def site(client: TestClient[Any, Any]) -> dict[str, Any]:
             "id": "shop",
             "name": "Shop",
             "origins": ["https://shop.example"],
+            "prebuilt": False,
             "schema": {
                 "attributes": [
                     {"name": "points", "kind": "number"},

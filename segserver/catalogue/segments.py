@@ -15,6 +15,7 @@ import orjson
 from aredis_om import NotFoundError as OmNotFound
 
 from segserver.catalogue.models import SiteModels, bind_site_models
+from segserver.dsl.prebuilt import load_prebuilt
 from segserver.engine import SegmentDef, build_program, compile_rule
 from segserver.errors import ConflictError, NotFoundError, RuleError, ValidationError
 from segserver.profile.schema import Layout
@@ -232,6 +233,22 @@ class SegmentService:
             )
         await self.store.write(site, "segment", sid, expect=old.version, save=None)
         return old
+
+    async def install_prebuilt(self, site: str, layout: Layout, vocab: Vocabulary) -> list[str]:
+        """Create the prebuilt segments (config/segments/) as active segments of a new
+        site, referenced ones first; they are ordinary, editable segments afterwards."""
+        pending = {p.id: p for p in load_prebuilt(layout=layout)}
+        done: list[str] = []
+        while pending:
+            ready = [p for p in pending.values() if _segment_refs(p.rule) <= set(done)]
+            if not ready:
+                raise RuleError(f"prebuilt segments refer in a cycle: {sorted(pending)}")
+            for p in sorted(ready, key=lambda p: p.id):
+                await self.create(site, {**p.to_json(), "status": "active"}, layout, vocab,
+                                  prebuilt=True)  # fmt: skip
+                done.append(p.id)
+                del pending[p.id]
+        return done
 
     async def versions(self, site: str, sid: str) -> list[dict[str, Any]]:
         current = await self.get(site, sid)

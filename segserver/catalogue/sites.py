@@ -119,7 +119,7 @@ class SiteService:
     async def create(self, body: Any) -> Site:
         if not isinstance(body, dict):
             raise ValidationError("body: must be an object")
-        unknown = set(body) - {"id", "name", "origins", "schema", "options"}
+        unknown = set(body) - {"id", "name", "origins", "schema", "options", "prebuilt"}
         if unknown:
             raise ValidationError(f"{sorted(unknown)[0]}: unknown field")
         site_id = check_site_id(body.get("id"))

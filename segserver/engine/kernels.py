@@ -385,6 +385,26 @@ def eval_single(code, consts, f, now, out):  # type: ignore[no-untyped-def]
         elif op == OP_WINDOW:
             total = window_sum(f32, code[pc, A], code[pc, C], code[pc, D], today)
             v = compare(total, cmp, consts[b], consts[b + 1] if cmp == BETWEEN else 0.0)
+        elif op == OP_WINDOW_REF:
+            a = code[pc, A]
+            total = window_sum(f32, a, code[pc, C], code[pc, D], today)
+            ref = window_sum(
+                f32, np.int64(consts[b]), np.int64(consts[b + 1]), np.int64(consts[b + 2]), today
+            )
+            v = compare(total, cmp, consts[b + 3] * ref, 0.0)
+        elif op in (OP_REF, OP_RATIO):
+            x = f[code[pc, A]]
+            y = f[code[pc, C]]
+            if x != x or y != y:
+                v = False
+            elif op == OP_REF:
+                v = compare(x, cmp, consts[b] * y, 0.0)
+            else:
+                v = y != 0.0 and compare(
+                    x / y, cmp, consts[b], consts[b + 1] if cmp == BETWEEN else 0.0
+                )
+        elif op == OP_ANNIV:
+            v, _ = anniversary(f[code[pc, A]], code[pc, C], today)
         elif op == OP_TAGS and cmp != TAGS_ALL:
             a = code[pc, A]
             c = code[pc, C]

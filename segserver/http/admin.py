@@ -15,8 +15,17 @@ routes = web.RouteTableDef()
 
 @routes.post("/v1/admin/sites")
 async def create_site(request: web.Request) -> web.Response:
-    site = await request.app[SERVICES].sites.create(await json_body(request))
-    return json_response(site.to_json(), status=201)
+    """A new site; the prebuilt segments are installed unless `"prebuilt": false`."""
+    services = request.app[SERVICES]
+    body = await json_body(request)
+    site = await services.sites.create(body)
+    out = site.to_json()
+    if not (isinstance(body, dict) and body.get("prebuilt") is False):
+        ctx = await services.runtime.get(site.id)
+        layout, vocab = ctx.data.schema.layout, ctx.data.vocab
+        out["segments"] = await services.segments.install_prebuilt(site.id, layout, vocab)
+        services.runtime.forget(site.id)
+    return json_response(out, status=201)
 
 
 @routes.get("/v1/admin/sites")

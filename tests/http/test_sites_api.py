@@ -128,3 +128,23 @@ async def test_sdk_build_is_served(client: Client) -> None:
         assert resp.status == 200, name
         assert "javascript" in resp.headers["Content-Type"]
         assert "v1/context" in await resp.text()
+
+
+async def test_a_new_site_gets_the_prebuilt_segments(client: Client) -> None:
+    resp = await client.post("/v1/admin/sites", headers=admin_headers(), json={"id": "fresh"})
+    assert resp.status == 201
+    installed = (await resp.json())["segments"]
+    assert {"everyone", "new_visitors", "cart_abandoners", "recent_buyers"} <= set(installed)
+    listing = await client.get(
+        "/v1/admin/sites/fresh/segments?status=active&per_page=500", headers=admin_headers()
+    )
+    segments = (await listing.json())["segments"]
+    assert {s["id"] for s in segments} == set(installed)
+    assert all(s["prebuilt"] for s in segments)
+    # they are evaluated for every visitor from the first event on
+    key = {"X-Segserver-Key": (await resp.json())["site_key"]}
+    sent = await client.post("/v1/events", headers=key,
+                             json=[{"visitor_id": "n", "type": "page_view"}])  # fmt: skip
+    assert sent.status == 202
+    visitor = await client.get("/v1/admin/sites/fresh/visitors/n", headers=admin_headers())
+    assert visitor.status == 200
