@@ -5,6 +5,7 @@
 -- KEYS[3]  shard sequence    string counter: next dense ordinal of the visitor's shard
 -- KEYS[4]  shard ordinals    hash: ordinal -> visitor id
 -- KEYS[5]  membership bitmap string: bit = segment slot (read, for static segments)
+-- KEYS[6]  caps              hash: frequency-cap counters (read, for decisions)
 -- ARGV[1]  now               epoch seconds
 -- ARGV[2]  dedup window      seconds an event id is remembered
 -- ARGV[3]  profile ttl       seconds; 0 = keep forever
@@ -15,8 +16,9 @@
 --                            opcode, flags, byte offset, a, b; see segserver/profile/ops.py)
 -- Opcodes: 1 SET 2 ADD 3 SUB_FLOOR 4 MAX 5 MIN 6 SET_IF_MISSING 7 UNSET 8 WINDOW_ADD
 --          9 CHECK_GAP 10 TAG_ADD 11 TAG_REMOVE 12 TAG_CLEAR; flag 1 = only after a gap.
--- Returns  {profile bytes, stored membership bitmap (nil when none),
---          status of event 1, ...}: 1 applied, 0 duplicate event id.
+-- Returns  {profile bytes, stored membership bitmap (nil when none), caps (flat
+--          field/value list), status of event 1, ...}: 1 applied, 0 duplicate event id.
+--          With no events it only reads (and creates nothing).
 --
 -- Everything is computed first and written at the end, so an error part-way
 -- writes nothing. The header's VERSION counts applied batches.
@@ -195,6 +197,6 @@ if applied > 0 then
   end
 end
 
-local out = {blob, redis.call('GET', KEYS[5])}
+local out = {blob, redis.call('GET', KEYS[5]), redis.call('HGETALL', KEYS[6])}
 for _, s in ipairs(statuses) do out[#out + 1] = s end
 return out

@@ -38,10 +38,12 @@ class Settings(BaseSettings):
     shards: int = Field(16, ge=1, le=16384)
     redis_max_connections: int = Field(64, ge=1, le=10000)
     redis_timeout_ms: int = Field(2000, ge=1, le=600_000)
+    redis_budget_ms: int = Field(50, ge=1, le=60_000)
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     admin_token: str = ""
+    token_secret: str = ""
     max_body_bytes: int = Field(262144, ge=1024, le=64 * 1024 * 1024)
     max_events_per_request: int = Field(100, ge=1, le=10_000)
     max_string_length: int = Field(256, ge=8, le=65536)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from segserver.catalogue.campaigns import ItemService
 from segserver.catalogue.models import bind_models
 from segserver.catalogue.runtime import Runtime
 from segserver.catalogue.segments import SegmentService
@@ -17,6 +18,7 @@ from segserver.catalogue.sites import SiteService
 from segserver.config import Settings
 from segserver.jobs.expiry import ExpiryScheduler
 from segserver.jobs.recompute import Recomputer
+from segserver.metrics import Metrics
 from segserver.profile.events import Limits
 from segserver.profile.ingest import Ingestor
 from segserver.storage.catalogue import CatalogueStore
@@ -24,7 +26,7 @@ from segserver.storage.client import Clients, create_clients
 from segserver.storage.dictionary import DictionaryStore
 from segserver.storage.jobs import JobStore, ShardReader
 from segserver.storage.keys import Keys
-from segserver.storage.membership import DueStore, MembershipStore
+from segserver.storage.membership import CapStore, DueStore, MembershipStore
 from segserver.storage.profiles import ProfileStore
 from segserver.storage.scripts import Scripts
 
@@ -48,6 +50,9 @@ class Services:
     expiry: ExpiryScheduler
     jobs: JobStore
     recomputer: Recomputer
+    items: dict[str, ItemService]
+    caps: CapStore
+    metrics: Metrics
 
     @classmethod
     def build(
@@ -67,7 +72,11 @@ class Services:
         sites = SiteService(bind_models(clients.text, settings.key_prefix), settings.tag_slots)
         catalogue = CatalogueStore(clients.text, settings.key_prefix)
         segments = SegmentService(clients.text, settings.key_prefix, catalogue)
-        runtime = Runtime(sites, segments, catalogue, dictionary, settings.catalogue_cache_seconds)
+        items = {kind: ItemService(clients.text, settings.key_prefix, catalogue, kind)
+                 for kind in ("placement", "content", "campaign")}  # fmt: skip
+        runtime = Runtime(
+            sites, segments, items, catalogue, dictionary, settings.catalogue_cache_seconds
+        )
         limits = Limits(
             settings.max_string_length,
             settings.max_event_age_days * 86400.0,
@@ -86,7 +95,8 @@ class Services:
         recomputer = Recomputer(runtime, ShardReader(clients.raw, keys), membership, keys, jobs)
         return cls(
             settings, clients, scripts, keys, profiles, dictionary, sites, runtime, ingestor,
-            clock, catalogue, segments, membership, due, expiry, jobs, recomputer,
+            clock, catalogue, segments, membership, due, expiry, jobs, recomputer, items,
+            CapStore(scripts, keys, settings.profile_ttl_days * 86400 or 400 * 86400), Metrics(),
         )  # fmt: skip
 
     async def close(self) -> None:

@@ -72,3 +72,22 @@ def bind_site_models(db: Any, prefix: str, site: str) -> SiteModels:
             database = db
 
     return SiteModels(segment=SegmentRecord)
+
+
+def bind_item_model(db: Any, prefix: str, site: str, kind: str) -> Any:
+    """A JSON catalogue item (placement, content, campaign) of one site: keys
+    `<prefix>:{<site>}:<kind>:<id>`, in the site's hash slot."""
+
+    class ItemRecord(HashModel, index=True):
+        id: str = Field(primary_key=True)
+        data: str  # JSON, validated by segserver.catalogue.campaigns
+        created_at: float
+        updated_at: float
+        version: int = 1
+
+        class Meta:
+            global_key_prefix = prefix
+            model_key_prefix = f"{{{site}}}:{kind}"
+            database = db
+
+    return ItemRecord

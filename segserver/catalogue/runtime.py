@@ -14,14 +14,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from segserver.catalogue.campaigns import ItemService
 from segserver.catalogue.segments import Segment, SegmentService
 from segserver.catalogue.sites import Site, SiteService, site_id_of_key
+from segserver.decide import Campaign, Policy
 from segserver.engine import Program, build_program
-from segserver.errors import AuthError, NotFoundError, RuleError
+from segserver.errors import AuthError, NotFoundError, RuleError, SegserverError
 from segserver.profile.ingest import SiteData
 from segserver.profile.schema import Kind
 from segserver.storage.catalogue import CatalogueStore
@@ -42,6 +45,24 @@ class SiteContext:
     program: Program | None = None
     #: stored-membership slot of each program bit (program bit i → slots[i])
     slots: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    placements: dict[str, dict[str, Any]] = field(default_factory=dict)
+    contents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _decision_campaigns: dict[str, Campaign] | None = None
+
+    @property
+    def policy(self) -> Policy:
+        return Policy.from_json(self.site.options.get("policy"))
+
+    def decision_campaigns(self) -> dict[str, Campaign]:
+        """Active campaigns whose placement exists, as decide.py takes them."""
+        if self._decision_campaigns is None:
+            self._decision_campaigns = {
+                c["id"]: Campaign.from_json(c, self.placements[c["placement"]]["interruptive"])
+                for c in self.campaigns.values()
+                if c["status"] == "active" and c["placement"] in self.placements
+            }  # fmt: skip
+        return self._decision_campaigns
 
     def current_program(self) -> Program:
         """The program, recompiled first if new dictionary values may change a string
@@ -74,6 +95,7 @@ class Runtime:
         self,
         sites: SiteService,
         segments: SegmentService,
+        items: dict[str, ItemService],
         store: CatalogueStore,
         dictionary: DictionaryStore,
         ttl: float,
@@ -81,12 +103,13 @@ class Runtime:
     ) -> None:
         self.sites = sites
         self.segments = segments
+        self.items = items  # placement, content, campaign
         self.store = store
         self.dictionary = dictionary
         self.ttl = ttl
         self.clock = clock
         self.contexts: dict[str, SiteContext] = {}
-        self.refreshing: dict[str, asyncio.Task[SiteContext]] = {}
+        self.refreshing: dict[str, asyncio.Task[Any]] = {}
 
     async def _load(self, site_id: str) -> SiteContext:
         site = await self.sites.get(site_id)
@@ -100,9 +123,13 @@ class Runtime:
         ctx = SiteContext(site, data, self.clock(), version)
         if old is not None and old.catalogue_version == version and old.data is data:
             ctx.segments, ctx.program, ctx.slots = old.segments, old.program, old.slots
+            ctx.placements, ctx.contents = old.placements, old.contents
+            ctx.campaigns, ctx._decision_campaigns = old.campaigns, old._decision_campaigns
         else:
             ctx.segments = {s.id: s for s in await self.segments.all(site.id)}
             ctx.compile()
+            for name, service in self.items.items():
+                setattr(ctx, f"{name}s", {i["id"]: i for i in await service.all(site.id)})
         self.contexts[site_id] = ctx
         return ctx
 
@@ -113,10 +140,20 @@ class Runtime:
             task = self.refreshing.get(site_id)
             if task is None:
                 return await self._refresh(site_id)
-            return await asyncio.shield(task)
+            shared: SiteContext | None = await asyncio.shield(task)
+            return shared if shared is not None else await self._refresh(site_id)
         if self.clock() - ctx.loaded_at > self.ttl and site_id not in self.refreshing:
-            self.refreshing[site_id] = asyncio.create_task(self._refresh(site_id))
+            self.refreshing[site_id] = asyncio.create_task(self._refresh_quietly(site_id))
         return ctx
+
+    async def _refresh_quietly(self, site_id: str) -> SiteContext | None:
+        """A background refresh: on failure the cached context keeps serving."""
+        try:
+            return await self._refresh(site_id)
+        except SegserverError as exc:
+            log.warning("site %s: catalogue refresh failed (%s); serving the cached one",
+                        site_id, exc.message)  # fmt: skip
+            return None
 
     async def _refresh(self, site_id: str) -> SiteContext:
         try:

@@ -11,7 +11,15 @@ from aiohttp import web
 
 from segserver import engine
 from segserver.config import Settings
-from segserver.http import admin, jobs_routes, ops, public, segments_routes, triggers_routes
+from segserver.http import (
+    admin,
+    decisions_routes,
+    jobs_routes,
+    ops,
+    public,
+    segments_routes,
+    triggers_routes,
+)
 from segserver.http.keys import CLOCK, REDIS_URL, SERVICES, SETTINGS
 from segserver.http.middlewares import admin_auth_middleware, cors_middleware, error_middleware
 from segserver.services import Services
@@ -70,5 +78,6 @@ def create_app(
     app.add_routes(segments_routes.routes)
     app.add_routes(jobs_routes.routes)
     app.add_routes(triggers_routes.routes)
+    app.add_routes(decisions_routes.routes)
     ops.add_static(app)
     return app

@@ -29,8 +29,15 @@ async def json_body(request: web.Request) -> Any:
             raise ValidationError(f"body: malformed JSON ({exc})", code="malformed_json") from None
 
 
+def _default(value: Any) -> Any:
+    if hasattr(value, "item"):  # a NumPy scalar (explanations carry compared values)
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
+    body = orjson.dumps(data, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 def now(request: web.Request) -> float:

@@ -17,7 +17,7 @@ from segserver.profile.events import Event, EventCatalog, Limits, Plan, plan_ops
 from segserver.profile.schema import Schema
 from segserver.profile.vocabulary import Vocabulary
 from segserver.storage.dictionary import DictionaryStore
-from segserver.storage.profiles import ProfileStore
+from segserver.storage.profiles import Applied, ProfileStore
 
 STORED, DUPLICATE, REJECTED, NOT_STORED = "stored", "duplicate", "rejected", "not_stored"
 
@@ -53,7 +53,8 @@ class EventResult:
 class IngestResult:
     results: list[EventResult]
     profiles: dict[str, bytes]  # visitor id → profile after its batch
-    memberships: dict[str, bytes] = field(default_factory=dict)  # stored bitmaps before
+    applied: dict[str, Applied] = field(default_factory=dict)  # what the Lua call returned
+    stored_events: list[Event] = field(default_factory=list)  # applied (not duplicates)
 
     @property
     def stored(self) -> int:
@@ -74,7 +75,8 @@ class Ingestor:
         visitor_id: str | None = None,
         path: str = "events",
     ) -> IngestResult:
-        """Store `raw_events`. With `visitor_id`, events belong to it (and omit their own)."""
+        """Store `raw_events`. With `visitor_id`, events belong to it (and omit their own),
+        and its profile is read even when no event is valid (a page view's lookup)."""
         results = [EventResult(i, REJECTED) for i in range(len(raw_events))]
         planned: list[tuple[int, Event, Plan]] = []
         for i, raw in enumerate(raw_events):
@@ -88,10 +90,14 @@ class Ingestor:
         await self._encode_strings(site, [p for _, _, p in planned])
 
         by_visitor: dict[str, list[tuple[int, Event, Plan]]] = defaultdict(list)
+        if visitor_id is not None:
+            by_visitor[visitor_id] = []
         for item in planned:
             by_visitor[item[1].visitor_id].append(item)
         profiles: dict[str, bytes] = {}
-        memberships: dict[str, bytes] = {}
+        applied: dict[str, Applied] = {}
+        stored_events: list[Event] = []
+        read_error: list[StorageError] = []
         template = site.schema.layout.template
 
         async def apply(vid: str, items: list[tuple[int, Event, Plan]]) -> None:
@@ -104,18 +110,24 @@ class Ingestor:
             except StorageError as exc:
                 for i, _, _ in items:
                     results[i] = EventResult(i, NOT_STORED, exc)
+                if vid == visitor_id:
+                    read_error.append(exc)
                 return
             profiles[vid] = done.profile
-            memberships[vid] = done.bits
-            for (i, _, _), ok in zip(items, done.applied, strict=True):
+            applied[vid] = done
+            for (i, ev, _), ok in zip(items, done.applied, strict=True):
                 results[i].status = STORED if ok else DUPLICATE
+                if ok:
+                    stored_events.append(ev)
 
         await asyncio.gather(*(apply(v, items) for v, items in by_visitor.items()))
+        if read_error:
+            raise read_error[0]
         failed = [r for r in results if r.status == NOT_STORED]
         if failed and len(failed) == len(planned):
             assert failed[0].error is not None
             raise failed[0].error
-        return IngestResult(results, profiles, memberships)
+        return IngestResult(results, profiles, applied, stored_events)
 
     async def _encode_strings(self, site: SiteData, plans: Sequence[Plan]) -> None:
         missing: dict[str, set[str]] = defaultdict(set)

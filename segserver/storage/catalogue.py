@@ -57,6 +57,13 @@ class CatalogueStore:
         except (RedisError, OSError) as exc:
             raise StorageError(f"reading the catalogue version failed: {exc}") from exc
 
+    async def bump(self, site: str) -> int:
+        """A change outside the records (the site's policy) that decisions depend on."""
+        try:
+            return int(await self.client.incr(self._k(site, "catver")))
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"bumping the catalogue version failed: {exc}") from exc
+
     async def write(
         self,
         site: str,

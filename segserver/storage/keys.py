@@ -21,10 +21,12 @@ class VisitorKeys:
     membership: str  # hash: v (profile version evaluated), t (evaluation time)
     bits: str  # string bitmap: bit = segment slot
     history: str
+    caps: str  # hash: frequency-cap counters
 
     def all(self) -> list[str]:
         """Every per-visitor key (the shard-wide ones excluded)."""
-        return [self.profile, self.event_ids, self.membership, self.bits, self.history]
+        return [self.profile, self.event_ids, self.membership, self.bits, self.history,
+                self.caps]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class Keys:
             f"{base}:m:{visitor_id}",
             f"{base}:mb:{visitor_id}",
             f"{base}:h:{visitor_id}",
+            f"{base}:caps:{visitor_id}",
         )
 
     def shard_key(self, site: str, shard: int, name: str) -> str:

@@ -119,6 +119,33 @@ class MembershipStore:
 
 
 @dataclass
+class CapStore:
+    """Frequency-cap counters per visitor (lua/reserve_caps.lua)."""
+
+    scripts: Scripts
+    keys: Keys
+    ttl_seconds: int = 400 * 86400
+
+    async def reserve(
+        self, site: str, visitor_id: str, groups: Sequence[Sequence[tuple[str, int]]],
+        periods: tuple[int, int, int],
+    ) -> list[bool]:  # fmt: skip
+        """Check and count each group of (field, max) atomically; False where a cap was
+        reached meanwhile (nothing counted for that group)."""
+        if not groups:
+            return []
+        args: list[str | int] = [self.ttl_seconds, len(groups)]
+        for fields in groups:
+            args.append(len(fields))
+            for name, limit in fields:
+                args += [name, limit]
+        args += [str(p) for p in periods]
+        result = await self.scripts.call("reserve_caps", [self.keys.visitor(site, visitor_id).caps],
+                                         args)  # fmt: skip
+        return [bool(r) for r in result]
+
+
+@dataclass
 class DueStore:
     """The exact-expiry queue of each shard (see lua/claim_due.lua)."""
 

@@ -22,6 +22,7 @@ class Applied:
 
     profile: bytes
     bits: bytes  # the stored membership bitmap (by segment slot) before this batch
+    caps: dict[str, int]  # frequency-cap counters
     applied: list[bool]
 
 
@@ -56,10 +57,12 @@ class ProfileStore:
             args.append(ops)
         result = await self.scripts.call(
             "apply_events",
-            [k.profile, k.event_ids, k.shard_seq, k.shard_ordinals, k.bits],
+            [k.profile, k.event_ids, k.shard_seq, k.shard_ordinals, k.bits, k.caps],
             args,
         )
-        return Applied(result[0], result[1] or b"", [bool(s) for s in result[2:]])
+        flat = result[2]
+        caps = {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return Applied(result[0], result[1] or b"", caps, [bool(s) for s in result[3:]])
 
     async def get(self, site: str, visitor_id: str) -> bytes | None:
         try:
@@ -82,7 +85,7 @@ class ProfileStore:
             bitmaps = [self.keys.segment_bitmap(site, k.shard, int(s)) for s in slots]
             keys = [k.profile, k.event_ids, k.shard_ordinals, k.bits,
                     self.keys.due(site, k.shard), self.keys.claimed(site, k.shard),
-                    *bitmaps, k.membership, k.history, *extra_keys]  # fmt: skip
+                    *bitmaps, k.membership, k.history, k.caps, *extra_keys]  # fmt: skip
             done = await self.scripts.call("delete_visitor", keys, [visitor_id, len(bitmaps), bits])
             if done != -1:
                 return bool(done)

@@ -1,0 +1,95 @@
+"""Degraded mode: with Redis stopped or frozen mid-test, /v1/context answers within
+its budget with the fallback and reports the events as not stored; then recovers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+from segserver.config import load_settings
+from segserver.http import create_app
+from segserver.storage.embedded import EmbeddedRedis
+from tests.conftest import ADMIN_TOKEN, Clock, admin_headers
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path / "r", appendonly=True)
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def app_client(own_redis: EmbeddedRedis, data_dir: Path) -> AsyncIterator[Client]:
+    settings = load_settings(
+        redis_url=own_redis.url, key_prefix=f"d{uuid.uuid4().hex[:8]}", admin_token=ADMIN_TOKEN,
+        data_dir=str(data_dir), redis_budget_ms=100, catalogue_cache_seconds=0.0,
+        expiry_interval_seconds=0, trigger_poll_seconds=0, redis_timeout_ms=300,
+    )  # fmt: skip
+    async with TestClient(TestServer(create_app(settings, clock=Clock()))) as client:
+        yield client
+
+
+async def test_fallback_then_recovery(app_client: Client, own_redis: EmbeddedRedis) -> None:
+    client = app_client
+    made = await client.post("/v1/admin/sites", headers=admin_headers(),
+                             json={"id": "s", "prebuilt": False})  # fmt: skip
+    key = {"X-Segserver-Key": (await made.json())["site_key"]}
+    base = "/v1/admin/sites/s"
+    for path, body in (
+        ("placements", {"id": "hero", "kind": "banner", "default_content": "dflt"}),
+        ("content", {"id": "dflt", "kind": "banner", "payload": {"title": "Hello"}}),
+        ("content", {"id": "promo", "kind": "banner", "payload": {"title": "Promo"}}),
+        ("campaigns", {"id": "c", "placement": "hero", "status": "active",
+                       "variants": [{"id": "a", "content": "promo"}]}),
+    ):  # fmt: skip
+        assert (
+            await client.post(f"{base}/{path}", headers=admin_headers(), json=body)
+        ).status == 201
+    body = {"visitor_id": "v", "placements": ["hero"],
+            "events": [{"type": "page_view", "event_id": "e1"}]}  # fmt: skip
+    ok = await (await client.post("/v1/context", headers=key, json=body)).json()
+    assert ok["degraded"] is False
+    assert ok["decisions"]["hero"]["campaign"] == "c"
+
+    assert own_redis.process is not None
+    for stop, resume in ((signal.SIGSTOP, signal.SIGCONT), (None, None)):
+        if stop is not None:  # frozen: the time budget ends the wait
+            os.kill(own_redis.process.pid, stop)
+        else:  # stopped: connections fail at once
+            own_redis.stop()
+        body = {**body, "events": [{"type": "page_view", "event_id": f"e-{stop}"}]}
+        resp = await client.post("/v1/context", headers=key, json=body)
+        assert resp.status == 200
+        answer = await resp.json()
+        assert answer["degraded"] is True
+        assert answer["segments"] == []
+        assert answer["events"] == [{"index": 0, "status": "not_stored"}]
+        assert answer["decisions"]["hero"] == {
+            "campaign": None,
+            "variant": None,
+            "token": None,
+            "content": {"id": "dflt", "kind": "banner", "payload": {"title": "Hello"}},
+        }
+        if resume is not None:
+            os.kill(own_redis.process.pid, resume)
+        else:
+            own_redis.start()
+        again = await (await client.post("/v1/context", headers=key, json=body)).json()
+        assert again["degraded"] is False, again
+        assert again["decisions"]["hero"]["campaign"] == "c"
+    metrics = await (await client.get("/metrics")).text()
+    assert "segserver_degraded_answers_total 2.0" in metrics
