@@ -42,7 +42,7 @@ class Clause:
     node: n.Node
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Program:
     """A compiled set of segments. Bit i of the membership bitset is `segment_ids[i]`."""
 
