@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,8 @@ from segserver import decide as d
 from segserver.catalogue.membership import bits_to_values, record_events
 from segserver.catalogue.runtime import SiteContext
 from segserver.engine import evaluate, explain
-from segserver.errors import SegserverError, StorageError, ValidationError
+from segserver.errors import SegserverError, StorageError, StorageTimeout, ValidationError
+from segserver.metrics import Metrics
 from segserver.profile import codec
 from segserver.profile.identity import check_visitor_id
 from segserver.profile.ingest import NOT_STORED, IngestResult
@@ -99,12 +101,15 @@ def fallback(ctx: SiteContext | None, req: Request) -> dict[str, Any]:
             "catalogue_version": str(ctx.catalogue_version) if ctx else "0"}  # fmt: skip
 
 
-def segments_of(ctx: SiteContext, features: np.ndarray, stored_bits: bytes, now: float
-                ) -> list[str]:  # fmt: skip
+def segments_of(ctx: SiteContext, features: np.ndarray, stored_bits: bytes, now: float,
+                metrics: Metrics | None = None) -> list[str]:  # fmt: skip
     """Active segments the visitor is in now: dynamic ones evaluated, static ones stored."""
     program = ctx.current_program()
     words = np.zeros(max(program.words, 1), np.uint64)
+    started = time.perf_counter()
     evaluate(program, features, now, words)
+    if metrics is not None:
+        metrics.evaluation.observe(time.perf_counter() - started)
     values = bits_to_values(words, len(program.segment_ids))
     found = [sid for sid, v in zip(program.segment_ids, values, strict=True) if v]
     slots = set(bitmap_slots(stored_bits).tolist())
@@ -121,11 +126,10 @@ async def handle(services: Services, ctx: SiteContext, req: Request, now: float,
         async with asyncio.timeout(budget):
             return await _handle(services, ctx, req, now, may_explain)
     except (TimeoutError, StorageError) as exc:
-        log.warning(
-            "site %s: degraded answer (%s)",
-            ctx.site.id,
-            "time budget exceeded" if isinstance(exc, TimeoutError) else exc,
-        )
+        timeout = isinstance(exc, TimeoutError | StorageTimeout)
+        services.metrics.redis_errors.labels("timeout" if timeout else "error").inc()
+        log.warning("site %s: degraded answer (%s)", ctx.site.id,
+                    "time budget exceeded" if timeout else exc)  # fmt: skip
         services.metrics.degraded.inc()
         return fallback(ctx, req)
 
@@ -137,7 +141,9 @@ async def _handle(services: Services, ctx: SiteContext, req: Request, now: float
     applied = result.applied[req.visitor_id]
     layout = ctx.data.schema.layout
     features = codec.features(applied.profile, layout)
-    segments = segments_of(ctx, features, applied.bits, now)
+    segments = segments_of(ctx, features, applied.bits, now, services.metrics)
+    for r in result.results:
+        services.metrics.events.labels(r.status).inc()
     sessions = float(features[layout["sessions"].index])
     periods = d.Periods.at(now, 0 if math.isnan(sessions) else int(sessions))
     counts = d.Counts(applied.caps, periods)

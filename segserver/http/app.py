@@ -21,7 +21,12 @@ from segserver.http import (
     triggers_routes,
 )
 from segserver.http.keys import CLOCK, REDIS_URL, SERVICES, SETTINGS
-from segserver.http.middlewares import admin_auth_middleware, cors_middleware, error_middleware
+from segserver.http.middlewares import (
+    admin_auth_middleware,
+    cors_middleware,
+    error_middleware,
+    metrics_middleware,
+)
 from segserver.services import Services
 
 log = logging.getLogger("segserver.http")
@@ -64,7 +69,7 @@ def create_app(
     embedded Redis' socket); `clock` gives epoch seconds (tests inject one)."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[cors_middleware, error_middleware, admin_auth_middleware],
+        middlewares=[metrics_middleware, cors_middleware, error_middleware, admin_auth_middleware],
     )
     app[SETTINGS] = settings
     app[REDIS_URL] = redis_url or settings.redis_url

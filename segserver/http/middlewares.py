@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
 
 from segserver import errors
-from segserver.http.keys import CORS_ORIGIN, SETTINGS
+from segserver.http.keys import CORS_ORIGIN, SERVICES, SETTINGS
 
 log = logging.getLogger("segserver.http")
 
@@ -61,6 +62,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = status_of(exc)
         if status >= 500:
             log.warning("%s %s: %s", request.method, request.path, exc)
+        if isinstance(exc, errors.StorageError) and (services := request.app.get(SERVICES)):
+            kind = "timeout" if isinstance(exc, errors.StorageTimeout) else "error"
+            services.metrics.redis_errors.labels(kind).inc()
         return error_response(status, exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -74,6 +78,27 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Server time per request, by route template and status class."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        services = request.app.get(SERVICES)
+        if services is not None:
+            services.metrics.requests.labels(name, f"{status // 100}xx").observe(
+                time.perf_counter() - started)  # fmt: skip
 
 
 @web.middleware

@@ -34,6 +34,8 @@ async def post_events(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     at = now(request)
     result = await services.ingestor.ingest(ctx.data, events, at)
+    for r in result.results:
+        services.metrics.events.labels(r.status).inc()
     rejected = [r for r in result.results if r.status == "rejected"]
     if len(rejected) == len(result.results) and rejected[0].error is not None:
         # nothing in the request was usable: a plain 400 naming the (first) field

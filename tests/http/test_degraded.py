@@ -93,3 +93,17 @@ async def test_fallback_then_recovery(app_client: Client, own_redis: EmbeddedRed
         assert again["decisions"]["hero"]["campaign"] == "c"
     metrics = await (await client.get("/metrics")).text()
     assert "segserver_degraded_answers_total 2.0" in metrics
+
+
+async def test_metrics_report_requests_evaluations_and_events(app_client: Client) -> None:
+    client = app_client
+    made = await client.post("/v1/admin/sites", headers=admin_headers(), json={"id": "m"})
+    key = {"X-Segserver-Key": (await made.json())["site_key"]}
+    for i in range(3):
+        body = {"visitor_id": f"v{i}", "events": [{"type": "page_view"}, {"type": "nope"}]}
+        assert (await client.post("/v1/context", headers=key, json=body)).status == 200
+    text = await (await client.get("/metrics")).text()
+    assert 'segserver_request_seconds_count{route="/v1/context",status="2xx"} 3.0' in text
+    assert "segserver_evaluation_seconds_count 3.0" in text
+    assert 'segserver_events_total{status="stored"} 3.0' in text
+    assert 'segserver_events_total{status="rejected"} 3.0' in text
