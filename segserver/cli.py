@@ -43,20 +43,55 @@ def _serve(args: argparse.Namespace) -> int:
         _warm(settings)
         if args.demo:
             asyncio.run(_demo(settings, url, args.visitors))
+        if args.workers > 1:
+            return _run_workers(args, settings, url)
         app = create_app(settings, redis_url=url)
         web.run_app(
             app,
             host=settings.host,
             port=settings.port,
-            print=_printer(settings),
+            print=None if args.quiet else _printer(settings),
             access_log=None,
             handle_signals=True,
+            reuse_port=args.reuse_port,
         )
     finally:
         if embedded is not None:
             embedded.stop()
             print("segserver: embedded Redis stopped", flush=True)
     return 0
+
+
+def _run_workers(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    """N server processes sharing the port (SO_REUSEPORT; the kernel spreads the
+    connections). Each runs the expiry scheduler and trigger delivery too: their claims
+    are atomic in Redis, so every due item is still processed once."""
+    import os
+    import signal
+    import subprocess
+
+    env = {**os.environ, "SEGSERVER_REDIS_URL": url, "SEGSERVER_ADMIN_TOKEN": settings.admin_token,
+           "SEGSERVER_HOST": settings.host, "SEGSERVER_PORT": str(settings.port)}  # fmt: skip
+    config = ["--config", str(args.config)] if args.config else []
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "segserver.cli", *config, "serve", "--reuse-port", "--quiet"],
+            env=env,
+        )
+        for _ in range(args.workers)
+    ]
+    print(f"segserver: {args.workers} workers serving on http://{settings.host}:{settings.port} "
+          "(Ctrl-C stops)", flush=True)  # fmt: skip
+
+    def stop(signum: int, _: object) -> None:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    codes = [w.wait() for w in workers]
+    return max(codes, default=0)
 
 
 def _warm(settings: Settings) -> None:
@@ -119,6 +154,7 @@ def _demo_cmd(args: argparse.Namespace) -> int:
 _BENCHES = {
     "events": "segserver.bench.events",
     "profile": "segserver.bench.profile",
+    "http": "segserver.bench.http",
     "eval": "segserver.engine.bench",
 }
 
@@ -176,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--demo", action="store_true", help="install the demo site and visitors")
     serve.add_argument("--visitors", type=int, default=1000, help="demo visitors (with --demo)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
     demo = sub.add_parser("demo", help="install the demo site and seed synthetic visitors")
     demo.add_argument("--visitors", type=int, default=1000)

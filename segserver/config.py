@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     trigger_concurrency: int = Field(16, ge=1, le=1000)
 
     log_level: str = "info"
+    bench_ceiling_route: bool = False
 
     @field_validator("redis_url")
     @classmethod

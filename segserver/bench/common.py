@@ -39,6 +39,7 @@ def server_process(
     admin_token: str,
     extra_env: dict[str, str] | None = None,
     args: list[str] | None = None,
+    pin_core: int | None = None,
 ) -> Iterator[str]:
     """`segserver serve` in a subprocess (its own core); yields its base URL."""
     port = free_port()
@@ -50,15 +51,16 @@ def server_process(
         "SEGSERVER_LOG_LEVEL": "warning",
         **(extra_env or {}),
     }
+    pin = ["taskset", "-c", str(pin_core)] if pin_core is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "segserver.cli", "serve", *(args or [])],
+        [*pin, sys.executable, "-m", "segserver.cli", "serve", *(args or [])],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/readyz", timeout=1) as resp:

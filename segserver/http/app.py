@@ -85,4 +85,6 @@ def create_app(
     app.add_routes(triggers_routes.routes)
     app.add_routes(decisions_routes.routes)
     ops.add_static(app)
+    if settings.bench_ceiling_route:
+        ops.add_bench_routes(app)
     return app

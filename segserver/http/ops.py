@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from aiohttp import web
 
 from segserver.http.keys import SERVICES
@@ -14,8 +16,8 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """The process is up (says nothing about Redis)."""
-    return json_response({"status": "ok"})
+    """The process is up (says nothing about Redis); `pid` tells workers apart."""
+    return json_response({"status": "ok", "pid": os.getpid()})
 
 
 @routes.get("/readyz")
@@ -35,6 +37,19 @@ async def readyz(request: web.Request) -> web.Response:
         {"status": "ready" if ok else "not_ready", "redis": redis_ok, "scripts": scripts_ok},
         status=200 if ok else 503,
     )
+
+
+_CEILING = b'{"visitor_id":"v","segments":["everyone"],"decisions":{},"degraded":false}'
+
+
+async def ceiling(request: web.Request) -> web.Response:
+    """A fixed small JSON: what aiohttp alone costs per request (benchmarks only)."""
+    await request.read()
+    return web.Response(body=_CEILING, content_type="application/json")
+
+
+def add_bench_routes(app: web.Application) -> None:
+    app.router.add_route("*", "/_bench/ceiling", ceiling)
 
 
 def add_static(app: web.Application) -> None:

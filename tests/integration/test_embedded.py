@@ -88,6 +88,44 @@ def test_serve_starts_embedded_redis_and_stops_it(
             proc.wait()
 
 
+@pytest.mark.slow
+def test_serve_with_two_workers(tmp_path: Path, data_dir: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "SEGSERVER_DATA_DIR": str(tmp_path), "SEGSERVER_PORT": str(port),
+           "SEGSERVER_REDIS_URL": "", "SEGSERVER_ADMIN_TOKEN": "t",
+           "SEGSERVER_CACHE_DIR": str(data_dir / "numba-cache")}  # fmt: skip
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "segserver.cli", "serve", "--workers",
+                                 "2"], env=env, stdout=out, stderr=out)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        pids: set[int] = set()
+        while len(pids) < 2:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"two workers did not answer: {log.read_text()}"
+            pid = _pid_of(f"http://127.0.0.1:{port}/healthz")
+            if pid:
+                pids.add(pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert not any(_alive(p) for p in pids)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _pid_of(url: str) -> int | None:
+    import json
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(json.loads(resp.read())["pid"])
+    except OSError:
+        return None
+
+
 def _redis_pid(sock: Path) -> int | None:
     with redis.Redis(unix_socket_path=str(sock)) as client:
         return int(client.info("server")["process_id"])
