@@ -81,20 +81,22 @@ async def _setup(base: str, visitors: int) -> str:
 
 
 def _wrk_script(path: Path, key: str, visitors: int, context: bool) -> None:
+    """A wrk script posting /v1/context for random seeded visitors (or the ceiling)."""
     if context:
         body = (
-            '{"visitor_id":"v' + '" .. math.random(0, ' + str(visitors - 1) + ') .. "'
-            '","events":[{"type":"page_view"}],"placements":["popup","hero"]}'
+            '\'{"visitor_id":"v\' .. math.random(0, ' + str(visitors - 1) + ") .. "
+            '\'","events":[{"type":"page_view"}],'
+            '"placements":["popup","hero"]}\''
         )
         target = "/v1/context"
     else:
-        body = '{"visitor_id":"v1"}'
+        body = '\'{"visitor_id":"v1"}\''
         target = "/_bench/ceiling"
     path.write_text(
         'wrk.method = "POST"\n'
         f'wrk.headers["X-Segserver-Key"] = "{key}"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f'request = function() return wrk.format(nil, "{target}", nil, "{body}") end\n'
+        f'request = function() return wrk.format(nil, "{target}", nil, {body}) end\n'
     )
 
 

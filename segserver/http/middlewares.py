@@ -151,6 +151,10 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         )
     response = await handler(request)
     allowed = request.get(CORS_ORIGIN)
+    if public and origin and not allowed and response.status >= 400:
+        # an error before the site was known (malformed body, bad key): let the page
+        # read it rather than see a network error; it carries no visitor data
+        allowed = origin
     if public and allowed:
         response.headers["Access-Control-Allow-Origin"] = allowed
         response.headers["Vary"] = "Origin"
