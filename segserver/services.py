@@ -70,7 +70,7 @@ class Services:
         )
         dictionary = DictionaryStore(clients.raw, scripts, keys)
         sites = SiteService(bind_models(clients.text, settings.key_prefix), settings.tag_slots)
-        catalogue = CatalogueStore(clients.text, settings.key_prefix)
+        catalogue = CatalogueStore(clients.text, settings.key_prefix, Scripts(clients.text))
         segments = SegmentService(clients.text, settings.key_prefix, catalogue)
         items = {kind: ItemService(clients.text, settings.key_prefix, catalogue, kind)
                  for kind in ("placement", "content", "campaign")}  # fmt: skip

@@ -22,7 +22,7 @@ from aredis_om import NotFoundError as OmNotFound
 from segserver.catalogue.models import bind_item_model
 from segserver.errors import ConflictError, NotFoundError, ValidationError
 from segserver.profile.events import parse_time
-from segserver.storage.catalogue import CatalogueStore
+from segserver.storage.catalogue import CatalogueStore, record_fields
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 PLACEMENT_KINDS = ("popup", "banner", "inline", "recommendations")
@@ -237,7 +237,8 @@ class ItemService:
         now = time.time()
         rec = self.model(site)(id=data["id"], data=orjson.dumps(data).decode(),
                                created_at=now, updated_at=now, version=1)  # fmt: skip
-        await self.store.write(site, self.kind, data["id"], expect=None, save=_saver(rec))
+        await self.store.write(site, self.kind, data["id"], expect=None,
+                               fields=record_fields(rec))  # fmt: skip
         return self._json(rec)
 
     async def update(self, site: str, item: str, body: Any) -> dict[str, Any]:
@@ -257,23 +258,16 @@ class ItemService:
         rec = self.model(site)(id=item, data=orjson.dumps(data).decode(),
                                created_at=old["created_at"], updated_at=time.time(),
                                version=old["version"] + 1)  # fmt: skip
-        await self.store.write(site, self.kind, item, expect=old["version"], save=_saver(rec),
-                               previous=old)  # fmt: skip
+        await self.store.write(site, self.kind, item, expect=old["version"],
+                               fields=record_fields(rec), previous=old)  # fmt: skip
         return self._json(rec)
 
     async def delete(self, site: str, item: str) -> None:
         old = await self.get(site, item)
-        await self.store.write(site, self.kind, item, expect=old["version"], save=None)
+        await self.store.write(site, self.kind, item, expect=old["version"], fields=None)
 
     async def versions(self, site: str, item: str) -> list[dict[str, Any]]:
         return [await self.get(site, item), *await self.store.versions(site, self.kind, item)]
-
-
-def _saver(rec: Any) -> Callable[[Any], Any]:
-    async def save(pipe: Any) -> None:
-        await rec.save(pipeline=pipe)
-
-    return save
 
 
 def check_policy(value: Any) -> dict[str, Any]:

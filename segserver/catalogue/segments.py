@@ -20,7 +20,7 @@ from segserver.engine import SegmentDef, build_program, compile_rule
 from segserver.errors import ConflictError, NotFoundError, RuleError, ValidationError
 from segserver.profile.schema import Layout
 from segserver.profile.vocabulary import Vocabulary
-from segserver.storage.catalogue import CatalogueStore
+from segserver.storage.catalogue import CatalogueStore, record_fields
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 TYPES = ("dynamic", "static")
@@ -231,7 +231,7 @@ class SegmentService:
             raise ConflictError(
                 f"segments {', '.join(users)} refer to {sid!r}", code="segment_in_use"
             )
-        await self.store.write(site, "segment", sid, expect=old.version, save=None)
+        await self.store.write(site, "segment", sid, expect=old.version, fields=None)
         return old
 
     async def install_prebuilt(self, site: str, layout: Layout, vocab: Vocabulary) -> list[str]:
@@ -265,11 +265,8 @@ class SegmentService:
             updated_at=seg.updated_at, version=seg.version,
         )  # fmt: skip
 
-        async def save(pipe: Any) -> None:
-            await rec.save(pipeline=pipe)
-
-        await self.store.write(site, "segment", seg.id, expect=expect, save=save,
-                               previous=previous)  # fmt: skip
+        await self.store.write(site, "segment", seg.id, expect=expect,
+                               fields=record_fields(rec), previous=previous)  # fmt: skip
 
 
 def _refers(seg: Segment, target: str) -> bool:

@@ -1,27 +1,30 @@
 """Catalogue bookkeeping around the redis-om records: per-site id sets (so listing
 never SCANs the keyspace), version history, stable bit slots, and compare-and-set
 writes. Every key carries the `{<site>}` hash tag, so one transaction covers a
-record, its history and the site's catalogue version, on a cluster too.
+record, its history and the site's catalogue version (lua/write_record.lua), on a
+cluster too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError
 
 from segserver.errors import ConflictError, StorageError
 from segserver.storage.client import Client
+from segserver.storage.scripts import Scripts
 
 HISTORY = 50  # previous versions kept per record
 
 
 class CatalogueStore:
-    def __init__(self, client: Client, prefix: str) -> None:
+    def __init__(self, client: Client, prefix: str, scripts: Scripts) -> None:
         self.client = client
         self.prefix = prefix
+        self.scripts = scripts
 
     def _k(self, site: str, *parts: str) -> str:
         return ":".join((self.prefix, f"{{{site}}}", *parts))
@@ -71,42 +74,32 @@ class CatalogueStore:
         item: str,
         *,
         expect: int | None,
-        save: Callable[[Any], Awaitable[Any]] | None,
+        fields: Mapping[str, str] | None,
         previous: dict[str, Any] | None = None,
     ) -> int:
-        """Save (or, with `save=None`, delete) a record atomically, if its stored
-        `version` is `expect` (None: the record must not exist yet). Keeps `previous`
-        in the history, maintains the id set and bumps the site's catalogue version.
-        Returns the new catalogue version; raises ConflictError on a lost race."""
-        key = self.record_key(site, kind, item)
-        try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                await pipe.watch(key)
-                stored = await pipe.hget(key, "version")
-                if (stored is None) != (expect is None) or (
-                    stored is not None and int(stored) != expect
-                ):
-                    await pipe.unwatch()
-                    raise _conflict(kind, item, stored, expect)
-                pipe.multi()
-                if save is not None:
-                    await save(pipe)
-                    pipe.sadd(self._k(site, f"{kind}s"), item)
-                else:
-                    pipe.delete(key)
-                    pipe.delete(self._k(site, f"{kind}ver", item))
-                    pipe.srem(self._k(site, f"{kind}s"), item)
-                if previous is not None and save is not None:
-                    history = self._k(site, f"{kind}ver", item)
-                    pipe.lpush(history, orjson.dumps(previous))
-                    pipe.ltrim(history, 0, HISTORY - 1)
-                pipe.incr(self._k(site, "catver"))
-                results = await pipe.execute()
-        except WatchError:
-            raise _conflict(kind, item, "changed", expect) from None
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"saving {kind} {item!r} failed: {exc}") from exc
-        return int(results[-1])
+        """Save `fields` as the record (or, with None, delete it) atomically, if its
+        stored `version` is `expect` (None: the record must not exist yet). Keeps
+        `previous` in the history, maintains the id set and bumps the site's catalogue
+        version, which it returns; raises ConflictError on a concurrent edit."""
+        keys = [self.record_key(site, kind, item), self._k(site, f"{kind}ver", item),
+                self._k(site, f"{kind}s"), self._k(site, "catver")]  # fmt: skip
+        args: list[str | int] = [
+            "" if expect is None else str(expect), "delete" if fields is None else "save", item,
+            "" if previous is None else orjson.dumps(previous).decode(), HISTORY,
+        ]  # fmt: skip
+        for name, value in (fields or {}).items():
+            args += [name, value]
+        done, value = await self.scripts.call("write_record", keys, args)
+        if int(done) != 1:
+            stored = value.decode() if isinstance(value, bytes) else value
+            raise _conflict(kind, item, stored or None, expect)
+        return int(value)
+
+
+def record_fields(record: Any) -> dict[str, str]:
+    """A redis-om HashModel's fields as redis-om itself stores them (str, int and float
+    fields only — the catalogue models have no others)."""
+    return {k: str(v) for k, v in record.model_dump().items() if v is not None}
 
 
 def _conflict(kind: str, item: str, stored: object, expect: int | None) -> ConflictError:
