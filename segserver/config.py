@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     trigger_batch: int = Field(32, ge=1, le=10_000)
     trigger_concurrency: int = Field(16, ge=1, le=1000)
 
+    recently_viewed_length: int = Field(20, ge=1, le=1000)
+    recommendation_purchase_weight: float = Field(5.0, ge=0, le=1000)
+    recommendation_cache_seconds: float = Field(60.0, ge=0, le=3600)
+
     log_level: str = "info"
     bench_ceiling_route: bool = False
 

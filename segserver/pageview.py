@@ -164,6 +164,15 @@ async def _handle(services: Services, ctx: SiteContext, req: Request, now: float
             log.warning("site %s: membership not committed: %s", ctx.site.id, exc.message)
 
     secret = token_secret(services)
+    try:  # best effort; each hook returns at once, without I/O, when it has nothing to do
+        served = [dec for dec in outcome.decisions.values() if dec is not None]
+        await services.results.record_decisions(ctx.site.id, req.visitor_id, served,
+                                                outcome.held_out, now)  # fmt: skip
+        await services.results.record_events(ctx.site.id, result.stored_events, now, secret)
+        await services.recommender.record_events(ctx.site.id, result.stored_events, segments,
+                                                 now)  # fmt: skip
+    except SegserverError as exc:
+        log.warning("site %s: results not recorded: %s", ctx.site.id, exc.message)
     decisions: dict[str, Any] = {}
     for pid, dec in outcome.decisions.items():
         if dec is None:
@@ -179,6 +188,7 @@ async def _handle(services: Services, ctx: SiteContext, req: Request, now: float
                               "content": _content(ctx, dec.content),
                               "token": d.make_token(secret, ctx.site.id, dec, req.visitor_id,
                                                     now)}  # fmt: skip
+    await _add_products(services, ctx, req.visitor_id, decisions, now)
     answer: dict[str, Any] = {
         "visitor_id": req.visitor_id, "segments": segments, "decisions": decisions,
         "events": [r.to_json() for r in result.results], "degraded": False,
@@ -187,6 +197,16 @@ async def _handle(services: Services, ctx: SiteContext, req: Request, now: float
     if req.explain and may_explain:
         answer["explain"] = _explain(ctx, features, now, outcome)
     return answer
+
+
+async def _add_products(services: Services, ctx: SiteContext, visitor_id: str,
+                        decisions: Mapping[str, Any], now: float) -> None:  # fmt: skip
+    """Resolve recommendations content to product ids (`content.products`)."""
+    for answer in decisions.values():
+        content = answer["content"] if answer is not None else None
+        if content is not None and content["kind"] == "recommendations":
+            content["products"] = await services.recommender.products(
+                ctx.site.id, visitor_id, content["payload"], now)  # fmt: skip
 
 
 async def _reserve_caps(

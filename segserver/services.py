@@ -21,6 +21,8 @@ from segserver.jobs.recompute import Recomputer
 from segserver.metrics import Metrics
 from segserver.profile.events import Limits
 from segserver.profile.ingest import Ingestor
+from segserver.recommend import Recommender
+from segserver.results import Results
 from segserver.storage.catalogue import CatalogueStore
 from segserver.storage.client import Clients, create_clients
 from segserver.storage.dictionary import DictionaryStore
@@ -28,6 +30,8 @@ from segserver.storage.jobs import JobStore, ShardReader
 from segserver.storage.keys import Keys
 from segserver.storage.membership import CapStore, DueStore, MembershipStore
 from segserver.storage.profiles import ProfileStore
+from segserver.storage.recommendations import RecommendationStore
+from segserver.storage.results import ResultStore
 from segserver.storage.scripts import Scripts
 
 
@@ -53,6 +57,8 @@ class Services:
     items: dict[str, ItemService]
     caps: CapStore
     metrics: Metrics
+    results: Results
+    recommender: Recommender
 
     @classmethod
     def build(
@@ -93,10 +99,18 @@ class Services:
                                  lease=settings.expiry_lease_seconds)  # fmt: skip
         jobs = JobStore(clients.raw, keys)
         recomputer = Recomputer(runtime, ShardReader(clients.raw, keys), membership, keys, jobs)
+        visitor_ttl = settings.profile_ttl_days * 86400
+        results = Results(ResultStore(clients.raw, scripts, keys, visitor_ttl), runtime)
+        recommender = Recommender(
+            RecommendationStore(clients.raw, scripts, keys, settings.recently_viewed_length,
+                                visitor_ttl),
+            settings.recommendation_purchase_weight, settings.recommendation_cache_seconds,
+        )  # fmt: skip
         return cls(
             settings, clients, scripts, keys, profiles, dictionary, sites, runtime, ingestor,
             clock, catalogue, segments, membership, due, expiry, jobs, recomputer, items,
             CapStore(scripts, keys, settings.profile_ttl_days * 86400 or 400 * 86400), Metrics(),
+            results, recommender,
         )  # fmt: skip
 
     async def close(self) -> None:

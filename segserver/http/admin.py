@@ -77,7 +77,9 @@ async def delete_visitor(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     ctx = await services.runtime.get(request.match_info["site"])
     vid = check_visitor_id(request.match_info["visitor"], "visitor id")
-    existed = await services.profiles.delete(ctx.site.id, vid)
+    extra = [*services.results.store.visitor_keys(ctx.site.id, vid),
+             services.recommender.store.recent_key(ctx.site.id, vid)]  # fmt: skip
+    existed = await services.profiles.delete(ctx.site.id, vid, extra)
     if not existed:
         raise NotFoundError(f"visitor {vid!r} has no profile on site {ctx.site.id!r}")
     return web.Response(status=204)

@@ -17,6 +17,7 @@ from segserver.http import (
     jobs_routes,
     ops,
     public,
+    results_routes,
     segments_routes,
     triggers_routes,
 )
@@ -84,6 +85,7 @@ def create_app(
     app.add_routes(jobs_routes.routes)
     app.add_routes(triggers_routes.routes)
     app.add_routes(decisions_routes.routes)
+    app.add_routes(results_routes.routes)
     ops.add_static(app)
     if settings.bench_ceiling_route:
         ops.add_bench_routes(app)

@@ -6,10 +6,13 @@ import logging
 
 from aiohttp import web
 
+from segserver import pageview
 from segserver.catalogue.membership import record_events
 from segserver.errors import StorageError, ValidationError
 from segserver.http.keys import SERVICES, SETTINGS
 from segserver.http.request import json_body, json_response, now, site_of
+from segserver.profile import codec
+from segserver.profile.events import Event
 
 log = logging.getLogger("segserver.http")
 routes = web.RouteTableDef()
@@ -49,6 +52,25 @@ async def post_events(request: web.Request) -> web.Response:
         await record_events(services.membership, services.keys, ctx, result.profiles, at)
     except StorageError as exc:  # the events are stored; expiry or the next event catch up
         log.warning("site %s: membership not committed: %s", ctx.site.id, exc)
+    try:  # results and recommendation data are best effort, like membership above
+        await services.results.record_events(ctx.site.id, result.stored_events, at,
+                                             pageview.token_secret(services))  # fmt: skip
+        for vid, evs in _by_visitor(result.stored_events).items():
+            segments: list[str] = []
+            applied = result.applied.get(vid)
+            if applied is not None and any(e.type in ("product_view", "purchase") for e in evs):
+                features = codec.features(applied.profile, ctx.data.schema.layout)
+                segments = pageview.segments_of(ctx, features, applied.bits, at)
+            await services.recommender.record_events(ctx.site.id, evs, segments, at)
+    except StorageError as exc:
+        log.warning("site %s: results not recorded: %s", ctx.site.id, exc)
     return json_response(
         {"stored": result.stored, "results": [r.to_json() for r in result.results]}, status=202
     )
+
+
+def _by_visitor(events: list[Event]) -> dict[str, list[Event]]:
+    out: dict[str, list[Event]] = {}
+    for ev in events:
+        out.setdefault(ev.visitor_id, []).append(ev)
+    return out

@@ -32,9 +32,10 @@ async def test_catalogue_writes_on_a_cluster(svc: Services) -> None:
     await svc.sites.create({"id": "cs", "name": "Cluster shop"})
     ctx = await svc.runtime.get("cs")
     layout, vocab = ctx.data.schema.layout, ctx.data.vocab
+    rule = {"attr": "total_spent", "op": "gt", "value": 100}
     seg = await svc.segments.create(
-        "cs", {"id": "big", "status": "active",
-               "rule": {"attr": "total_spent", "op": "gt", "value": 100}}, layout, vocab)  # fmt: skip
+        "cs", {"id": "big", "status": "active", "rule": rule}, layout, vocab
+    )
     assert [s.id for s in await svc.segments.all("cs")] == ["big"]
     changed = await svc.segments.update("cs", "big", {"version": 1, "name": "Big"}, layout, vocab)
     assert changed.version == 2

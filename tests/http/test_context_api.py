@@ -182,3 +182,44 @@ def test_split_is_sticky_and_within_one_percent() -> None:
     assert abs(held / len(ids) - 0.10) < 0.01
     assert abs(variants.count("a") / len(ids) - 0.70) < 0.01
     assert all(decide.variant_of(c, v).id == variants[i] for i, v in enumerate(ids[:1000]))
+
+
+async def test_recommendations_and_results_through_the_api(
+    client: Client, shop: dict[str, Any], clock: Clock
+) -> None:
+    await admin(client, "placements", {"id": "recs", "kind": "recommendations"})
+    await admin(
+        client,
+        "content",
+        {
+            "id": "rv",
+            "kind": "recommendations",
+            "payload": {"strategy": "recently_viewed", "limit": 2},
+        },
+    )
+    await admin(client, "campaigns", {
+        "id": "recent", "placement": "recs", "status": "active",
+        "variants": [{"id": "a", "content": "rv"}], "goals": ["purchase"]})  # fmt: skip
+    views = [{"type": "product_view", "properties": {"product_id": p}} for p in ("p1", "p2", "p3")]
+    await context(client, shop, "dee", views, placements=("recs",))
+    answer = await context(client, shop, "dee", placements=("recs",))
+    recs = answer["decisions"]["recs"]
+    assert recs["content"]["products"] == ["p3", "p2"]
+    token = recs["token"]
+    clock.advance(60)  # a conversion counts after the exposure
+    sent = await client.post("/v1/events", headers=key(shop), json=[
+        {"visitor_id": "dee", "type": "impression", "properties": {"token": token}},
+        {"visitor_id": "dee", "type": "click", "properties": {"token": token}},
+        {"visitor_id": "dee", "type": "purchase", "properties": {"value": 30}}])  # fmt: skip
+    assert sent.status == 202
+    resp = await client.get(f"{BASE}/campaigns/recent/results", headers=admin_headers())
+    assert resp.status == 200, await resp.text()
+    results = await resp.json()
+    (arm,) = results["variants"]
+    assert (arm["id"], arm["exposed"], arm["impressions"], arm["clicks"], arm["conversions"]) == (
+        "a",
+        1,
+        1,
+        1,
+        1,
+    )
