@@ -223,3 +223,17 @@ async def test_recommendations_and_results_through_the_api(
         1,
         1,
     )
+
+
+async def test_site_policy_limits_interruptive_decisions(client: Client,
+                                                         shop: dict[str, Any]) -> None:  # fmt: skip
+    bad = await client.put(f"{BASE}/policy", headers=admin_headers(),
+                           json={"interruptive_per_session": -1})  # fmt: skip
+    assert bad.status == 400
+    assert "interruptive_per_session" in (await bad.json())["error"]["message"]
+    ok = await client.put(f"{BASE}/policy", headers=admin_headers(),
+                          json={"interruptive_per_session": 0})  # fmt: skip
+    assert ok.status == 200
+    assert (await ok.json())["interruptive_per_session"] == 0
+    answer = await context(client, shop, "eli", [{"type": "page_view"}])
+    assert answer["decisions"]["home_popup"] is None  # no popup may interrupt this session
