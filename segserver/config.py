@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     recommendation_purchase_weight: float = Field(5.0, ge=0, le=1000)
     recommendation_cache_seconds: float = Field(60.0, ge=0, le=3600)
 
+    history_interval_seconds: float = Field(300.0, ge=0, le=86400)
+    history_retention_days: int = Field(90, ge=1, le=3650)
+
     log_level: str = "info"
     bench_ceiling_route: bool = False
 
