@@ -126,14 +126,15 @@ async def _demo(settings: Settings, url: str, visitors: int) -> None:
     async with open_services(settings, url) as services:
         await services.scripts.load_all()
         site = await ensure_demo_site(services)
+        from segserver.demo_campaigns import install_demo_campaigns
+
+        await install_demo_campaigns(services, site.id)
         existing = await services.profiles.count(site.id) if visitors else 0
         if visitors and existing < visitors:
-            stored = await seed_visitors(services, site.id, visitors - existing, seed=existing)
-            print(
-                f"segserver: demo site seeded with {visitors - existing} visitors "
-                f"({stored} events)",
-                flush=True,
-            )
+            stats = await seed_visitors(services, site.id, visitors - existing, seed=existing)
+            print(f"segserver: demo site seeded with {stats.created:,} visitors in "
+                  f"{stats.seconds:.1f} s ({stats.rate:,.0f}/s); membership recomputed in "
+                  f"{stats.recompute_seconds:.1f} s", flush=True)  # fmt: skip
         print(f"segserver: demo site {site.id!r}, site key {site.site_key}", flush=True)
 
 
@@ -144,6 +145,7 @@ def _demo_cmd(args: argparse.Namespace) -> int:
     embedded = EmbeddedRedis(settings.data_dir) if settings.embedded else None
     try:
         url = embedded.start() if embedded is not None else settings.redis_url
+        _warm(settings)
         asyncio.run(_demo(settings, url, args.visitors))
     finally:
         if embedded is not None:
@@ -155,6 +157,7 @@ _BENCHES = {
     "events": "segserver.bench.events",
     "profile": "segserver.bench.profile",
     "http": "segserver.bench.http",
+    "segments": "segserver.bench.segments",
     "eval": "segserver.engine.bench",
 }
 

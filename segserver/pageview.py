@@ -151,10 +151,16 @@ async def _handle(services: Services, ctx: SiteContext, req: Request, now: float
     outcome = d.decide(req.visitor_id, req.placements, list(campaigns.values()),
                        frozenset(segments), counts, ctx.policy, now)  # fmt: skip
 
-    commit = None
+    commit: asyncio.Future[int] | None = None
     if result.stored_events:
-        commit = record_events(services.membership, services.keys, ctx,
-                               {req.visitor_id: applied.profile}, now)  # fmt: skip
+        # a task, not a bare coroutine: if the time budget ends this request first, the
+        # commit still completes (and its outcome is consumed) in the background
+        commit = asyncio.ensure_future(
+            record_events(
+                services.membership, services.keys, ctx, {req.visitor_id: applied.profile}, now
+            )
+        )
+        commit.add_done_callback(_consume)
     outcome = await _reserve_caps(services, ctx, req, campaigns, segments, counts, periods,
                                   outcome, now)  # fmt: skip
     if commit is not None:
@@ -207,6 +213,12 @@ async def _add_products(services: Services, ctx: SiteContext, visitor_id: str,
         if content is not None and content["kind"] == "recommendations":
             content["products"] = await services.recommender.products(
                 ctx.site.id, visitor_id, content["payload"], now)  # fmt: skip
+
+
+def _consume(task: asyncio.Future[int]) -> None:
+    """Retrieve a background commit's outcome (it may outlive its request)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("membership not committed: %s", exc)
 
 
 async def _reserve_caps(

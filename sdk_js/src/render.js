@@ -70,7 +70,7 @@ export function renderer(E, o, report) {
     if (o.render && o.render(slot, d)) return;
     let node;
     if (c.kind === "recommendations") {
-      node = (o.template || list)(p.products || [], p, doc);
+      node = (o.template || list)(c.products || p.products || [], p, doc);
       if (!node || typeof node !== "object") node = doc.createTextNode(node == null ? "" : String(node));
     } else {
       node = make("div", { class: "segserver-" + (c.kind || "content") });

@@ -346,11 +346,11 @@ export const settle = async () => {
   for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
 };
 
-/** A decision as /v1/context answers it. */
-export const decision = (campaign, kind, payload, token = "tok-" + campaign) => ({
+/** A decision as /v1/context answers it (recommendations carry `content.products`). */
+export const decision = (campaign, kind, payload, token = "tok-" + campaign, products) => ({
   campaign,
   variant: "a",
-  content: { id: campaign + "-content", kind, payload },
+  content: { id: campaign + "-content", kind, payload, ...(products ? { products } : {}) },
   token,
 });
 

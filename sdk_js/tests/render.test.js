@@ -43,7 +43,7 @@ test("payload html goes in only through the page's sanitize function", async () 
 });
 
 test("recommendations: the default template is a titled list of product ids, as text", async () => {
-  const tab = await show({ recs: decision("r", "recommendations", { strategy: "popular", products: ["p1", "<p2>"], title: "Popular" }) });
+  const tab = await show({ recs: decision("r", "recommendations", { strategy: "popular", title: "Popular" }, undefined, ["p1", "<p2>"]) });
   const box = slotOf(tab.doc, "recs").childNodes[0];
   assert.equal(box.getAttribute("class"), "segserver-recommendations");
   assert.equal(box.children[0].textContent, "Popular");
@@ -60,7 +60,7 @@ test("recommendations: the page's template renders the product ids", async () =>
     for (const id of products) ul.appendChild(doc.createElement("li")).textContent = "Product " + id;
     return ul;
   };
-  const tab = await show({ recs: decision("r", "recommendations", { strategy: "popular_in_segment", products: ["a", "b"] }) }, { template });
+  const tab = await show({ recs: decision("r", "recommendations", { strategy: "popular_in_segment" }, undefined, ["a", "b"]) }, { template });
   assert.deepEqual(calls, [[["a", "b"], "popular_in_segment"]]);
   assert.equal(slotOf(tab.doc, "recs").textContent, "Product aProduct b");
   // A template returning a string gets text, never HTML.

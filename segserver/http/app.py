@@ -13,7 +13,9 @@ from segserver import engine
 from segserver.config import Settings
 from segserver.http import (
     admin,
+    analytics_routes,
     decisions_routes,
+    demo_routes,
     jobs_routes,
     ops,
     public,
@@ -77,6 +79,7 @@ def create_app(
     app[CLOCK] = clock
     app.cleanup_ctx.append(_services_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
+    app.cleanup_ctx.append(analytics_routes.history_ctx)
     app.cleanup_ctx.append(triggers_routes.triggers_ctx)
     app.add_routes(ops.routes)
     app.add_routes(public.routes)
@@ -85,6 +88,8 @@ def create_app(
     app.add_routes(jobs_routes.routes)
     app.add_routes(triggers_routes.routes)
     app.add_routes(decisions_routes.routes)
+    app.add_routes(demo_routes.routes)
+    app.add_routes(analytics_routes.routes)
     app.add_routes(results_routes.routes)
     ops.add_static(app)
     if settings.bench_ceiling_route:
