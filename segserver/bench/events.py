@@ -17,59 +17,36 @@ import time
 
 import aiohttp
 import orjson
-import redis.asyncio as aioredis
 
 from segserver.bench.common import private_redis, row, server_process
+from segserver.config import load_settings
 from segserver.profile.events import EventCatalog, Limits, plan_ops, validate_event
-from segserver.profile.identity import visitor_hash
 from segserver.profile.schema import Schema
-from segserver.storage.keys import Keys
-from segserver.storage.scripts import lua_sources
+from segserver.services import Services
 
 TOKEN = "bench-token"
 
 
 async def _raw(url: str, seconds: float, visitors: int, pipeline: int) -> float:
-    client = aioredis.Redis.from_url(url)
-    script = client.register_script(lua_sources()["apply_events"])
-    await client.script_load(script.script)
+    """The apply script alone: pipelined calls through the storage layer, no HTTP."""
+    settings = load_settings(redis_url=url, key_prefix="rawbench", shards=16)
+    services = Services.build(settings)
+    await services.scripts.load_all()
     schema = Schema()
     catalog = EventCatalog(schema)
-    keys = Keys("rawbench", 16)
     now = time.time()
     ev = validate_event({"visitor_id": "x", "type": "page_view"}, "e", catalog, Limits(), now)
-    ops = plan_ops(ev, catalog, Limits()).pack(lambda a, v: 1)
+    batch = [(None, plan_ops(ev, catalog, Limits()).pack(lambda a, v: 1))]
     template = schema.layout.template
     done = 0
-    deadline = time.perf_counter() + seconds
     start = time.perf_counter()
-    i = 0
+    deadline = start + seconds
     while time.perf_counter() < deadline:
-        async with client.pipeline(transaction=False) as pipe:
-            for _ in range(pipeline):
-                vid = f"v{i % visitors}"
-                k = keys.visitor("raw", vid)
-                pipe.evalsha(
-                    script.sha,
-                    4,
-                    k.profile,
-                    k.event_ids,
-                    k.shard_seq,
-                    k.shard_ordinals,
-                    repr(now),
-                    86400,
-                    0,
-                    template,
-                    vid,
-                    visitor_hash(vid),
-                    "",
-                    ops,
-                )
-                i += 1
-            await pipe.execute()
+        chunk = [(f"v{(done + n) % visitors}", batch) for n in range(pipeline)]
+        await services.profiles.apply_pipelined("raw", chunk, template, now)
         done += pipeline
     elapsed = time.perf_counter() - start
-    await client.aclose()
+    await services.close()
     return done / elapsed
 
 

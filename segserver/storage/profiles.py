@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -43,26 +44,43 @@ class ProfileStore:
         now: float,
     ) -> Applied:
         """Apply `events` ((event id, packed ops) in order) atomically to one visitor."""
+        keys, args = self._apply_call(site, visitor_id, template, events, now)
+        return _applied(await self.scripts.call("apply_events", keys, args))
+
+    async def apply_pipelined(
+        self,
+        site: str,
+        batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]],
+        template: bytes,
+        now: float,
+    ) -> list[Applied]:
+        """`apply` for many visitors in one round trip (a single node: redis-py blocks
+        scripts in cluster pipelines). Each visitor's batch stays atomic."""
+        script = self.scripts.scripts["apply_events"]
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for visitor_id, events in batches:
+                    keys, args = self._apply_call(site, visitor_id, template, events, now)
+                    await script(keys=keys, args=args, client=pipe)
+                results = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StorageError(f"Redis failed running apply_events: {exc}") from exc
+        return [_applied(r) for r in results]
+
+    def _apply_call(
+        self, site: str, visitor_id: str, template: bytes,
+        events: Sequence[tuple[str | None, bytes]], now: float,
+    ) -> tuple[list[str], list[bytes | str | float | int]]:  # fmt: skip
+        """KEYS and ARGV of lua/apply_events.lua (see its header)."""
         k = self.keys.visitor(site, visitor_id)
         args: list[bytes | str | float | int] = [
-            repr(now),
-            self.dedup_window_seconds,
-            self.profile_ttl_seconds,
-            template,
-            visitor_id,
-            visitor_hash(visitor_id),
-        ]
+            repr(now), self.dedup_window_seconds, self.profile_ttl_seconds, template,
+            visitor_id, visitor_hash(visitor_id),
+        ]  # fmt: skip
         for event_id, ops in events:
             args.append(event_id or "")
             args.append(ops)
-        result = await self.scripts.call(
-            "apply_events",
-            [k.profile, k.event_ids, k.shard_seq, k.shard_ordinals, k.bits, k.caps],
-            args,
-        )
-        flat = result[2]
-        caps = {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return Applied(result[0], result[1] or b"", caps, [bool(s) for s in result[3:]])
+        return [k.profile, k.event_ids, k.shard_seq, k.shard_ordinals, k.bits, k.caps], args
 
     async def get(self, site: str, visitor_id: str) -> bytes | None:
         try:
@@ -101,3 +119,9 @@ class ProfileStore:
                 return sum(await pipe.execute())
         except (RedisError, OSError) as exc:
             raise StorageError(f"counting profiles failed: {exc}") from exc
+
+
+def _applied(result: list[Any]) -> Applied:
+    flat = result[2]
+    caps = {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return Applied(result[0], result[1] or b"", caps, [bool(s) for s in result[3:]])

@@ -156,3 +156,16 @@ async def test_ordinals_are_dense_per_shard_and_deleted_with_the_visitor(
     assert await services.profiles.delete("s", "o1")
     assert await services.profiles.count("s") == 39
     assert await services.profiles.get("s", "o1") is None
+
+
+async def test_pipelined_apply_equals_one_by_one(services: Services) -> None:
+    ops = pack_ops([Op(Opcode.ADD, LAYOUT["page_views"].offset, 1)])
+    batches = [(f"pl{i % 3}", [(f"e{i}", ops)]) for i in range(9)]
+    done = await services.profiles.apply_pipelined("s", batches, LAYOUT.template, NOW)
+    assert [a.applied for a in done] == [[True]] * 9
+    for vid in ("pl0", "pl1", "pl2"):
+        blob = await services.profiles.get("s", vid)
+        assert blob is not None
+        assert value(blob, "page_views") == 3
+    again = await services.profiles.apply_pipelined("s", batches[:1], LAYOUT.template, NOW)
+    assert again[0].applied == [False]  # the event id was seen
