@@ -84,17 +84,18 @@ def _content(ctx: SiteContext, content_id: str | None) -> dict[str, Any] | None:
     return {"id": item["id"], "kind": item["kind"], "payload": item["payload"]}
 
 
+def default_decision(ctx: SiteContext | None, placement_id: str) -> dict[str, Any] | None:
+    """A placement's default content without a campaign, or None (no default, unknown)."""
+    placement = ctx.placements.get(placement_id) if ctx else None
+    content = _content(ctx, placement["default_content"]) if ctx and placement else None
+    if content is None:
+        return None
+    return {"campaign": None, "variant": None, "content": content, "token": None}
+
+
 def fallback(ctx: SiteContext | None, req: Request) -> dict[str, Any]:
     """Each placement's default content (or null), no segments: the degraded answer."""
-    decisions: dict[str, Any] = {}
-    for pid in req.placements:
-        placement = ctx.placements.get(pid) if ctx else None
-        content = _content(ctx, placement["default_content"]) if ctx and placement else None
-        decisions[pid] = (
-            None
-            if content is None
-            else {"campaign": None, "variant": None, "content": content, "token": None}
-        )
+    decisions = {pid: default_decision(ctx, pid) for pid in req.placements}
     return {"visitor_id": req.visitor_id, "segments": [], "decisions": decisions,
             "events": [{"index": i, "status": NOT_STORED} for i in range(len(req.events))],
             "degraded": True,
@@ -112,10 +113,10 @@ def segments_of(ctx: SiteContext, features: np.ndarray, stored_bits: bytes, now:
         metrics.evaluation.observe(time.perf_counter() - started)
     values = bits_to_values(words, len(program.segment_ids))
     found = [sid for sid, v in zip(program.segment_ids, values, strict=True) if v]
-    slots = set(bitmap_slots(stored_bits).tolist())
-    found += [s.id for s in ctx.segments.values()
-              if s.type == "static" and s.status == "active" and s.slot in slots]  # fmt: skip
-    prio = {s.id: s.priority for s in ctx.segments.values()}
+    if ctx.static_slots and stored_bits:
+        statics = ctx.static_slots
+        found += [statics[slot] for slot in bitmap_slots(stored_bits).tolist() if slot in statics]
+    prio = ctx.priorities
     return sorted(found, key=lambda sid: (-prio.get(sid, 0), sid))
 
 
@@ -182,13 +183,7 @@ async def _handle(services: Services, ctx: SiteContext, req: Request, now: float
     decisions: dict[str, Any] = {}
     for pid, dec in outcome.decisions.items():
         if dec is None:
-            placement = ctx.placements.get(pid)
-            content = _content(ctx, placement["default_content"]) if placement else None
-            decisions[pid] = (
-                None
-                if content is None
-                else {"campaign": None, "variant": None, "content": content, "token": None}
-            )
+            decisions[pid] = default_decision(ctx, pid)
         else:
             decisions[pid] = {"campaign": dec.campaign, "variant": dec.variant,
                               "content": _content(ctx, dec.content),

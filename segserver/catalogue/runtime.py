@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -50,9 +51,21 @@ class SiteContext:
     campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
     _decision_campaigns: dict[str, Campaign] | None = None
 
-    @property
+    # Derived once per loaded context, not per page view (the context is rebuilt
+    # whenever the site or its catalogue changes).
+    @cached_property
     def policy(self) -> Policy:
         return Policy.from_json(self.site.options.get("policy"))
+
+    @cached_property
+    def priorities(self) -> dict[str, int]:
+        return {s.id: s.priority for s in self.segments.values()}
+
+    @cached_property
+    def static_slots(self) -> dict[int, str]:
+        """Stored slot → id of the active static segments (read from stored bits)."""
+        return {s.slot: s.id for s in self.segments.values()
+                if s.type == "static" and s.status == "active"}  # fmt: skip
 
     def decision_campaigns(self) -> dict[str, Campaign]:
         """Active campaigns whose placement exists, as decide.py takes them."""

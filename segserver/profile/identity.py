@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 
 from segserver.errors import ValidationError
 
@@ -43,6 +44,7 @@ def visitor_hash(visitor_id: str) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+@lru_cache(maxsize=65536)  # a page view derives a visitor's keys several times
 def shard_of(visitor_id: str, shards: int) -> int:
     """The visitor's shard: every key of the visitor carries this shard's hash tag."""
     digest = hashlib.blake2b(visitor_id.encode(), digest_size=8).digest()

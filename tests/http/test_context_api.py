@@ -237,3 +237,17 @@ async def test_site_policy_limits_interruptive_decisions(client: Client,
     assert (await ok.json())["interruptive_per_session"] == 0
     answer = await context(client, shop, "eli", [{"type": "page_view"}])
     assert answer["decisions"]["home_popup"] is None  # no popup may interrupt this session
+
+
+async def test_static_segment_members_are_in_the_answer(client: Client,
+                                                        shop: dict[str, Any]) -> None:  # fmt: skip
+    await context(client, shop, "stan", [{"type": "page_view"}])
+    await admin(client, "segments", {"id": "vips", "type": "static", "status": "active",
+                                     "priority": 99})  # fmt: skip
+    resp = await client.post(f"{BASE}/segments/vips/members", headers=admin_headers(),
+                             json={"visitor_ids": ["stan"]})  # fmt: skip
+    assert resp.status < 300, await resp.text()
+    answer = await context(client, shop, "stan")
+    assert answer["segments"][0] == "vips"  # the highest priority comes first
+    other = await context(client, shop, "ann", [{"type": "page_view"}])
+    assert "vips" not in other["segments"]
