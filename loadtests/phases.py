@@ -68,7 +68,7 @@ async def seed_direct(redis_url: str, visitors: int) -> str:
     and chunk), then the bulk recompute: ~minutes for 1 M instead of hours."""
     from segserver.config import load_settings
     from segserver.demo import seed_visitors
-    from segserver.services import open_services
+    from segserver.wiring import open_services
 
     settings = load_settings(None, admin_token=TOKEN, redis_url=redis_url)
     async with open_services(settings, redis_url) as services:

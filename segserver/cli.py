@@ -121,12 +121,12 @@ def _printer(settings: Settings) -> Callable[[str], None]:
 
 async def _demo(settings: Settings, url: str, visitors: int) -> None:
     from segserver.demo import ensure_demo_site, seed_visitors
-    from segserver.services import open_services
+    from segserver.wiring import open_services
 
     async with open_services(settings, url) as services:
         await services.scripts.load_all()
         site = await ensure_demo_site(services)
-        from segserver.demo_campaigns import install_demo_campaigns
+        from segserver.demo.campaigns import install_demo_campaigns
 
         await install_demo_campaigns(services, site.id)
         existing = await services.profiles.count(site.id) if visitors else 0
@@ -171,8 +171,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _recompute_cmd(args: argparse.Namespace) -> int:
-    from segserver.services import open_services
     from segserver.storage.embedded import EmbeddedRedis
+    from segserver.wiring import open_services
 
     settings = _settings(args)
     embedded = EmbeddedRedis(settings.data_dir) if settings.embedded else None

@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from segserver.config import Settings, load_settings
 from segserver.http import create_app
-from segserver.services import Services
 from segserver.storage.embedded import EmbeddedRedis
+from segserver.wiring import Services
 
 ADMIN_TOKEN = "test-admin-token"
 

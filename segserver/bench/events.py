@@ -22,7 +22,7 @@ from segserver.bench.common import private_redis, row, server_process
 from segserver.config import load_settings
 from segserver.profile.events import EventCatalog, Limits, plan_ops, validate_event
 from segserver.profile.schema import Schema
-from segserver.services import Services
+from segserver.wiring import Services
 
 TOKEN = "bench-token"
 

@@ -20,7 +20,7 @@ from segserver.bench.common import private_redis, row
 from segserver.config import load_settings
 from segserver.demo import DEMO_SCHEMA, visitor_events
 from segserver.profile import codec
-from segserver.services import Services
+from segserver.wiring import Services
 
 
 def _per_call(fn: Any, n: int) -> float:

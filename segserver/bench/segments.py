@@ -26,9 +26,9 @@ from segserver.bench.common import private_redis, row
 from segserver.catalogue.analytics import SegmentAnalytics
 from segserver.config import load_settings
 from segserver.demo import ensure_demo_site, seed_profiles
-from segserver.services import Services
 from segserver.storage.analytics import AnalyticsStore
 from segserver.storage.jobs import ShardReader
+from segserver.wiring import Services
 
 PREVIEW_RULE = {"all": [
     {"attr": "country", "op": "in", "value": ["DE", "AT", "CH"]},

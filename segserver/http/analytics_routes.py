@@ -28,9 +28,9 @@ from segserver.http.keys import CLOCK, SERVICES, SETTINGS
 from segserver.http.request import json_body, json_response, now
 from segserver.jobs.history import DAY, HistorySnapshotter
 from segserver.profile.identity import check_visitor_id
-from segserver.services import Services
 from segserver.storage.analytics import AnalyticsStore
 from segserver.storage.jobs import ShardReader
+from segserver.wiring import Services
 
 log = logging.getLogger("segserver.http")
 routes = web.RouteTableDef()

@@ -30,7 +30,7 @@ from segserver.http.middlewares import (
     error_middleware,
     metrics_middleware,
 )
-from segserver.services import Services
+from segserver.wiring import Services
 
 log = logging.getLogger("segserver.http")
 

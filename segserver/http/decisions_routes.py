@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
-from segserver import pageview
 from segserver.catalogue.campaigns import check_policy
 from segserver.errors import StorageError
+from segserver.flows import pageview
 from segserver.http.keys import SERVICES, SETTINGS
 from segserver.http.middlewares import is_admin
 from segserver.http.request import json_body, json_response, now, site_of

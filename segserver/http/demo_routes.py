@@ -1,4 +1,4 @@
-"""The demo shop at /demo: static pages from segserver/demo_shop/ and /demo/config.js,
+"""The demo shop at /demo: static pages from segserver/demo/shop/ and /demo/config.js,
 which hands the page the demo site's public key (the site is created by
 `segserver serve --demo`, so its key is only known at run time)."""
 
@@ -14,7 +14,7 @@ from segserver.demo import DEMO_SITE
 from segserver.errors import NotFoundError
 from segserver.http.keys import SERVICES
 
-SHOP_DIR = Path(__file__).resolve().parent.parent / "demo_shop"
+SHOP_DIR = Path(__file__).resolve().parent.parent / "demo" / "shop"
 _FILE = re.compile(r"[a-z][a-z0-9_-]{0,40}\.(html|css|js)")
 _TYPES = {"html": "text/html", "css": "text/css", "js": "text/javascript"}
 # Revalidated on every load: the pages change with the package (a few KB, local).

@@ -9,7 +9,7 @@ from aiohttp import web
 from segserver.errors import ValidationError
 from segserver.http.keys import SERVICES
 from segserver.http.request import json_body, json_response, now
-from segserver.services import Services
+from segserver.wiring import Services
 
 routes = web.RouteTableDef()
 BASE = "/v1/admin/sites/{site}/jobs"

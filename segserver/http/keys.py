@@ -7,7 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from segserver.config import Settings
-from segserver.services import Services
+from segserver.wiring import Services
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)

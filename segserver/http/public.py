@@ -6,11 +6,11 @@ import logging
 
 from aiohttp import web
 
-from segserver import pageview
-from segserver.catalogue.membership import record_events
 from segserver.errors import StorageError, ValidationError
+from segserver.flows import pageview
 from segserver.http.keys import SERVICES, SETTINGS
 from segserver.http.request import json_body, json_response, now, site_of
+from segserver.membership import record_events
 from segserver.profile import codec
 from segserver.profile.events import Event
 

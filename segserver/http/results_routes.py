@@ -7,8 +7,8 @@ from aiohttp import web
 from segserver.http.keys import SERVICES
 from segserver.http.request import json_response
 from segserver.results import Results
-from segserver.services import Services
 from segserver.storage.results import ResultStore
+from segserver.wiring import Services
 
 routes = web.RouteTableDef()
 

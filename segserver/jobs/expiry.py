@@ -13,9 +13,9 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from segserver.catalogue.membership import commit, evaluate_visitor
 from segserver.catalogue.runtime import Runtime, SiteContext
 from segserver.errors import NotFoundError, SegserverError
+from segserver.membership import commit, evaluate_visitor
 from segserver.storage.keys import Keys
 from segserver.storage.membership import DueStore, MembershipStore
 

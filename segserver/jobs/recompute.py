@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segserver.catalogue.membership import bits_to_values, commit
 from segserver.catalogue.runtime import Runtime, SiteContext
 from segserver.engine import evaluate_batch, next_change
 from segserver.errors import SegserverError
+from segserver.membership import bits_to_values, commit
 from segserver.profile import codec
 from segserver.profile.schema import H_ORDINAL, H_VERSION
 from segserver.storage.jobs import JobStore, ShardReader

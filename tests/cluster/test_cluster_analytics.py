@@ -18,9 +18,9 @@ from segserver.catalogue.analytics import SegmentAnalytics
 from segserver.catalogue.segments import Segment
 from segserver.config import load_settings
 from segserver.demo import DEMO_SCHEMA, seed_profiles
-from segserver.services import Services
 from segserver.storage.analytics import AnalyticsStore
 from segserver.storage.jobs import ShardReader
+from segserver.wiring import Services
 
 pytestmark = pytest.mark.cluster
 NOW = 1_790_000_000.0

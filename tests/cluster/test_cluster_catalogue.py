@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from segserver.config import load_settings
 from segserver.errors import ConflictError
-from segserver.services import Services
+from segserver.wiring import Services
 
 pytestmark = pytest.mark.cluster
 

@@ -13,7 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from segserver.config import load_settings
 from segserver.profile import codec
-from segserver.services import Services
+from segserver.wiring import Services
 
 pytestmark = pytest.mark.cluster
 

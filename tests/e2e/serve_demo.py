@@ -15,9 +15,9 @@ from aiohttp import web
 from segserver import engine
 from segserver.config import load_settings
 from segserver.demo import ensure_demo_site
-from segserver.demo_campaigns import install_demo_campaigns
+from segserver.demo.campaigns import install_demo_campaigns
 from segserver.http import create_app, demo_routes
-from segserver.services import open_services
+from segserver.wiring import open_services
 
 
 async def _prepare(url: str) -> str:

@@ -20,7 +20,7 @@ from tests.e2e.conftest import CART_THRESHOLD_SECONDS, HIGH_VALUE_THRESHOLD, Dem
 pytestmark = pytest.mark.e2e
 
 SDK_TIMEOUT_MS = 300  # the SDK's default anti-flicker time-out
-SHOP = Path(__file__).resolve().parents[2] / "segserver" / "demo_shop"
+SHOP = Path(__file__).resolve().parents[2] / "segserver" / "demo" / "shop"
 SDK = Path(__file__).resolve().parents[2] / "sdk_js" / "dist"
 POPUP = ".segserver-popup[role=dialog]"
 BANNER = "[data-segserver-placement=demo_banner]"

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from segserver.config import Settings
 from segserver.http import analytics_routes, create_app
 from segserver.http.keys import SERVICES
-from segserver.services import Services
+from segserver.wiring import Services
 from tests.conftest import Clock, admin_headers, snapshot
 
 Client = TestClient[Any, Any]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from segserver.services import Services
+from segserver.wiring import Services
 from tests.conftest import admin_headers
 
 Client = TestClient[Any, Any]

@@ -13,15 +13,15 @@ import pytest
 import pytest_asyncio
 
 from segserver.catalogue.analytics import SegmentAnalytics, compile_expression
-from segserver.catalogue.membership import evaluate_visitor
 from segserver.catalogue.runtime import SiteContext
 from segserver.demo import DEMO_SCHEMA, seed_profiles
 from segserver.errors import SegserverError
 from segserver.jobs.history import HistorySnapshotter
+from segserver.membership import evaluate_visitor
 from segserver.profile import codec
-from segserver.services import Services
 from segserver.storage.analytics import AnalyticsStore
 from segserver.storage.jobs import ShardReader
+from segserver.wiring import Services
 from tests.conftest import Clock
 
 DAY = 86400.0

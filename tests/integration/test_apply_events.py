@@ -11,7 +11,7 @@ import pytest
 from segserver.errors import StorageError
 from segserver.profile.ops import FLAG_WHEN_GAP, Op, Opcode, pack_ops
 from segserver.profile.schema import DAY_SECONDS, H_IDHASH, H_ORDINAL, H_VERSION, Schema
-from segserver.services import Services
+from segserver.wiring import Services
 
 LAYOUT = Schema().layout
 NOW = 1_790_000_000.0

@@ -7,11 +7,11 @@ import random
 
 import numpy as np
 
-from segserver.catalogue.membership import evaluate_visitor
 from segserver.demo import ensure_demo_site, seed_visitors, visitor_events
+from segserver.membership import evaluate_visitor
 from segserver.profile.schema import H_ORDINAL
-from segserver.services import Services
 from segserver.storage.analytics import AnalyticsStore
+from segserver.wiring import Services
 from tests.conftest import Clock
 
 

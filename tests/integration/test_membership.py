@@ -12,11 +12,11 @@ import numpy as np
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from segserver.catalogue.membership import record_events
 from segserver.catalogue.runtime import SiteContext
 from segserver.config import Settings
 from segserver.jobs.expiry import ExpiryScheduler
-from segserver.services import Services
+from segserver.membership import record_events
+from segserver.wiring import Services
 from tests.conftest import Clock
 
 DAY = 86400.0

@@ -10,8 +10,8 @@ import pytest
 
 from segserver.profile.events import Event
 from segserver.recommend import Recommender, purchased
-from segserver.services import Services
 from segserver.storage.recommendations import RecommendationStore
+from segserver.wiring import Services
 from tests.conftest import Clock
 
 DAY = 86400.0

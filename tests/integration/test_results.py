@@ -16,8 +16,8 @@ from segserver.errors import NotFoundError
 from segserver.http import create_app, results_routes
 from segserver.profile.events import Event
 from segserver.results import HOLDOUT, Results, two_proportion_z
-from segserver.services import Services
 from segserver.storage.results import ResultStore
+from segserver.wiring import Services
 from tests.conftest import Clock, admin_headers
 
 SECRET = b"s" * 32

@@ -25,9 +25,9 @@ from segserver.errors import ConfigError
 from segserver.http.webhooks import WebhookClient
 from segserver.jobs.triggers import DeadLetters, TriggerOptions, TriggerRunner, build_triggers
 from segserver.profile.identity import shard_of
-from segserver.services import Services
 from segserver.storage.changes import GROUP
 from segserver.storage.keys import Keys
+from segserver.wiring import Services
 
 SITE = "shop"
 T0 = 1_790_000_000.0

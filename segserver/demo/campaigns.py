@@ -1,4 +1,4 @@
-"""The demo shop's placements, content and campaigns (segserver/demo_shop/).
+"""The demo shop's placements, content and campaigns (segserver/demo/shop/).
 
 `install_demo_campaigns` creates what is missing and leaves what exists alone, so it
 is idempotent and never overwrites a campaign manager's edits:
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from segserver.errors import ConflictError, NotFoundError
-from segserver.services import Services
+from segserver.wiring import Services
 
 PLACEMENTS: list[dict[str, Any]] = [
     {"id": "demo_popup", "name": "Demo popup", "kind": "popup"},

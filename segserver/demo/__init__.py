@@ -29,8 +29,8 @@ from segserver.catalogue.sites import Site
 from segserver.errors import ConflictError
 from segserver.profile.identity import shard_of, visitor_hash
 from segserver.profile.schema import DAY_SECONDS, H_IDHASH, H_VERSION, WINDOW_DAYS
-from segserver.services import Services
 from segserver.storage.analytics import AnalyticsStore
+from segserver.wiring import Services
 
 DEMO_SITE = "demo"
 DEMO_SCHEMA = {

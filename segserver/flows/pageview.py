@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 
 from segserver import decide as d
-from segserver.catalogue.membership import bits_to_values, record_events
 from segserver.catalogue.runtime import SiteContext
 from segserver.engine import evaluate, explain
 from segserver.errors import SegserverError, StorageError, StorageTimeout, ValidationError
+from segserver.membership import bits_to_values, record_events
 from segserver.metrics import Metrics
 from segserver.profile import codec
 from segserver.profile.identity import check_visitor_id
 from segserver.profile.ingest import NOT_STORED, IngestResult
-from segserver.services import Services
 from segserver.storage.membership import bitmap_slots
+from segserver.wiring import Services
 
 log = logging.getLogger("segserver.pageview")
 MAX_PLACEMENTS = 20

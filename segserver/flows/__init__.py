@@ -1,0 +1,1 @@
+"""The use cases: every request and job calls exactly one flow (DESIGN.md "Modules")."""
