@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
 
-from segserver.errors import ConflictError, StorageError
+from segserver.errors import ConflictError
 from segserver.storage.client import Client
+from segserver.storage.errors import wrapped
 from segserver.storage.scripts import Scripts
 
 HISTORY = 50  # previous versions kept per record
@@ -34,38 +34,28 @@ class CatalogueStore:
         return self._k(site, kind, item)
 
     async def ids(self, site: str, kind: str) -> list[str]:
-        try:
+        with wrapped(f"reading the {kind} index"):
             return sorted(await self.client.smembers(self._k(site, f"{kind}s")))
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading the {kind} index failed: {exc}") from exc
 
     async def versions(self, site: str, kind: str, item: str) -> list[dict[str, Any]]:
         """Previous versions, newest first."""
-        try:
+        with wrapped(f"reading {kind} versions"):
             raw = await self.client.lrange(self._k(site, f"{kind}ver", item), 0, -1)
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading {kind} versions failed: {exc}") from exc
         return [orjson.loads(r) for r in raw]
 
     async def next_slot(self, site: str, kind: str) -> int:
         """A number never given before for this site and kind (stable bit positions)."""
-        try:
+        with wrapped(f"allocating a {kind} slot"):
             return int(await self.client.incr(self._k(site, f"{kind}slot"))) - 1
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"allocating a {kind} slot failed: {exc}") from exc
 
     async def catalogue_version(self, site: str) -> int:
-        try:
+        with wrapped("reading the catalogue version"):
             return int(await self.client.get(self._k(site, "catver")) or 0)
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading the catalogue version failed: {exc}") from exc
 
     async def bump(self, site: str) -> int:
         """A change outside the records (the site's policy) that decisions depend on."""
-        try:
+        with wrapped("bumping the catalogue version"):
             return int(await self.client.incr(self._k(site, "catver")))
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"bumping the catalogue version failed: {exc}") from exc
 
     async def write(
         self,

@@ -22,10 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from segserver.errors import StorageError
 from segserver.storage.client import Client
+from segserver.storage.errors import wrapped
 from segserver.storage.keys import Keys
 
 GROUP = "triggers"
@@ -86,32 +87,24 @@ class ChangeStore:
 
     async def add_subscription(self, site: str, sub_id: str) -> bool:
         """Index `sub_id`; True if the site had no subscription before."""
-        try:
+        with wrapped("indexing a trigger"):
             await self.client.sadd(self._site_key(site, "triggers"), sub_id)
             return bool(await self.client.sadd(self.sites_key, site))
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"indexing a trigger failed: {exc}") from exc
 
     async def remove_subscription(self, site: str, sub_id: str) -> None:
         key = self._site_key(site, "triggers")
-        try:
+        with wrapped("unindexing a trigger"):
             await self.client.srem(key, sub_id)
             if not await self.client.scard(key):
                 await self.client.srem(self.sites_key, site)
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"unindexing a trigger failed: {exc}") from exc
 
     async def subscription_ids(self, site: str) -> list[str]:
-        try:
+        with wrapped("reading trigger ids"):
             return sorted(await self.client.smembers(self._site_key(site, "triggers")))
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading trigger ids failed: {exc}") from exc
 
     async def sites(self) -> list[str]:
-        try:
+        with wrapped("reading trigger sites"):
             return sorted(await self.client.smembers(self.sites_key))
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading trigger sites failed: {exc}") from exc
 
     # -- change streams ---------------------------------------------------------
 
@@ -120,13 +113,11 @@ class ChangeStore:
 
         With `skip_backlog` (the site's first subscription), an existing group is moved
         to the end too: changes from before anyone subscribed are not delivered."""
-        try:
+        with wrapped("creating trigger consumer groups"):
             for shard in range(self.keys.shards):
                 key = self.keys.changes(site, shard)
                 if not await self._create_group(key, "$") and skip_backlog:
                     await self.client.xgroup_setid(key, GROUP, "$")
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"creating trigger consumer groups failed: {exc}") from exc
 
     async def _create_group(self, key: str, start: str) -> bool:
         """XGROUP CREATE … MKSTREAM; False if the group exists."""
@@ -142,7 +133,7 @@ class ChangeStore:
         """Up to `count` new entries per shard stream, plus entries another consumer
         has held pending longer than `lease_ms` (taken over with XAUTOCLAIM)."""
         keys = [self.keys.changes(site, shard) for shard in range(self.keys.shards)]
-        try:
+        with wrapped("reading change streams"):
             async with self.client.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.xautoclaim(
@@ -150,8 +141,6 @@ class ChangeStore:
                     )
                     pipe.xreadgroup(GROUP, consumer, {key: ">"}, count=count)
                 results = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading change streams failed: {exc}") from exc
         out = []
         for shard, key in enumerate(keys):
             claimed, fresh = results[2 * shard], results[2 * shard + 1]
@@ -177,37 +166,31 @@ class ChangeStore:
         return out
 
     async def _recreate_group(self, key: str) -> None:
-        try:
+        with wrapped(f"recreating consumer group on {key}"):
             await self._create_group(key, "0")
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"recreating consumer group on {key} failed: {exc}") from exc
         self.cursors.pop(key, None)
 
     async def ack(self, site: str, shard: int, entries: Sequence[str]) -> None:
         if not entries:
             return
-        try:
+        with wrapped("acknowledging changes"):
             await self.client.xack(self.keys.changes(site, shard), GROUP, *entries)
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"acknowledging changes failed: {exc}") from exc
 
     # -- retry schedule -----------------------------------------------------------
 
     async def schedule(self, site: str, delivery_id: str, record: str, due: float) -> None:
         """Keep `record` and make it due at `due` (the record first: a crash between
         the two leaves an unscheduled record, never a schedule without one)."""
-        try:
+        with wrapped("scheduling a trigger retry"):
             await self.client.hset(self._site_key(site, "trigger-deliveries"), delivery_id, record)
             await self.client.zadd(self._site_key(site, "trigger-retries"), {delivery_id: due})
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"scheduling a trigger retry failed: {exc}") from exc
 
     async def claim_due(
         self, site: str, now: float, lease: float, count: int
     ) -> list[tuple[str, str]]:
         """Claim up to `count` due retries for `lease` seconds: [(delivery id, record)]."""
         zkey = self._site_key(site, "trigger-retries")
-        try:
+        with wrapped("claiming trigger retries"):
             due = await self.client.zrangebyscore(
                 zkey, "-inf", now, start=0, num=count, withscores=True
             )
@@ -220,8 +203,6 @@ class ChangeStore:
             if not claimed:
                 return []
             records = await self.client.hmget(self._site_key(site, "trigger-deliveries"), claimed)
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"claiming trigger retries failed: {exc}") from exc
         out = []
         for delivery_id, record in zip(claimed, records, strict=True):
             if record is None:  # finished by a claimer whose lease had run out
@@ -232,41 +213,31 @@ class ChangeStore:
 
     async def finish(self, site: str, delivery_id: str) -> None:
         """Forget a retry (delivered, dead-lettered or dropped)."""
-        try:
+        with wrapped("finishing a trigger retry"):
             await self.client.zrem(self._site_key(site, "trigger-retries"), delivery_id)
             await self.client.hdel(self._site_key(site, "trigger-deliveries"), delivery_id)
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"finishing a trigger retry failed: {exc}") from exc
 
     async def retries(self, site: str) -> int:
-        try:
+        with wrapped("counting trigger retries"):
             return int(await self.client.zcard(self._site_key(site, "trigger-retries")))
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"counting trigger retries failed: {exc}") from exc
 
     # -- dead letters ---------------------------------------------------------------
 
     async def push_dead(self, site: str, record: str, cap: int) -> None:
         key = self._site_key(site, "trigger-dead")
-        try:
+        with wrapped("writing a dead letter"):
             await self.client.lpush(key, record)
             await self.client.ltrim(key, 0, cap - 1)
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"writing a dead letter failed: {exc}") from exc
 
     async def dead(self, site: str) -> list[str]:
         """Every dead letter, newest first (the list is capped)."""
-        try:
+        with wrapped("reading dead letters"):
             return list(await self.client.lrange(self._site_key(site, "trigger-dead"), 0, -1))
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading dead letters failed: {exc}") from exc
 
     async def take_dead(self, site: str, record: str) -> bool:
         """Remove one dead letter; True for the one caller that removed it."""
-        try:
+        with wrapped("removing a dead letter"):
             return bool(await self.client.lrem(self._site_key(site, "trigger-dead"), 1, record))
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"removing a dead letter failed: {exc}") from exc
 
 
 def _is_nogroup(result: Any) -> bool:

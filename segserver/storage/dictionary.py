@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from redis.exceptions import RedisError
-
-from segserver.errors import StorageError
 from segserver.profile.vocabulary import Vocabulary
 from segserver.storage.client import Client
+from segserver.storage.errors import wrapped
 from segserver.storage.keys import Keys
 from segserver.storage.scripts import Scripts
 
@@ -28,15 +26,13 @@ class DictionaryStore:
     async def refresh(self, site: str, vocab: Vocabulary, attrs: Iterable[str]) -> None:
         """Add to `vocab` every code assigned since it was last refreshed (by anyone)."""
         names = list(attrs)
-        try:
+        with wrapped("reading dictionaries"):
             async with self.client.pipeline(transaction=False) as pipe:
                 for attr in names:
                     pipe.lrange(
                         self.keys.dictionary(site, attr)[1], vocab.of(attr).known_prefix(), -1
                     )
                 results = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading dictionaries failed: {exc}") from exc
         for attr, new in zip(names, results, strict=True):
             start = vocab.of(attr).known_prefix()
             for i, raw in enumerate(new):

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from redis.exceptions import RedisError
 
-from segserver.errors import StorageError
 from segserver.storage.client import Client
+from segserver.storage.errors import wrapped
 from segserver.storage.keys import Keys
 from segserver.storage.scripts import Scripts
 
@@ -94,22 +93,18 @@ class MembershipStore:
 
     async def read(self, site: str, visitor_id: str) -> Stored:
         vk = self.keys.visitor(site, visitor_id)
-        try:
+        with wrapped("reading membership"):
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hmget(vk.membership, ["v", "t"])
                 pipe.get(vk.bits)
                 (v, t), bits = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading membership failed: {exc}") from exc
         if v is None:
             return Stored(bits=bits or b"")
         return Stored(float(v), float(t), bits or b"")
 
     async def history(self, site: str, visitor_id: str) -> list[dict[str, object]]:
-        try:
+        with wrapped("reading history"):
             raw = await self.client.lrange(self.keys.visitor(site, visitor_id).history, 0, -1)
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading history failed: {exc}") from exc
         out: list[dict[str, object]] = []
         for entry in raw:
             text = entry.decode() if isinstance(entry, bytes) else entry
@@ -163,24 +158,18 @@ class DueStore:
     async def release(self, site: str, shard: int, visitor_ids: Sequence[str]) -> None:
         """Drop claims whose visitor is gone (no profile any more)."""
         if visitor_ids:
-            try:
+            with wrapped("releasing claims"):
                 await self.client.zrem(self.keys.claimed(site, shard), *visitor_ids)
-            except (RedisError, OSError) as exc:
-                raise StorageError(f"releasing claims failed: {exc}") from exc
 
     async def read_profiles(self, site: str, visitor_ids: Sequence[str]) -> list[bytes | None]:
         """Profiles, in one round trip."""
-        try:
+        with wrapped("reading profiles"):
             result: list[bytes | None] = await self.client.mget(
                 [self.keys.visitor(site, vid).profile for vid in visitor_ids]
             )
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading profiles failed: {exc}") from exc
         return result
 
     async def next_due(self, site: str, shard: int) -> float | None:
-        try:
+        with wrapped("reading the due set"):
             first = await self.client.zrange(self.keys.due(site, shard), 0, 0, withscores=True)
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading the due set failed: {exc}") from exc
         return float(first[0][1]) if first else None

@@ -15,10 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from segserver.errors import StorageError
 from segserver.storage.client import Client
+from segserver.storage.errors import wrapped
 from segserver.storage.keys import Keys
 from segserver.storage.scripts import Scripts
 
@@ -49,10 +47,8 @@ class RecommendationStore:
                                     [self.recent_length, self.ttl_seconds, *products])  # fmt: skip
 
     async def recent(self, site: str, visitor_id: str, limit: int) -> list[str]:
-        try:
+        with wrapped("reading recently viewed products"):
             raw = await self.client.lrange(self.recent_key(site, visitor_id), 0, limit - 1)
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading recently viewed products failed: {exc}") from exc
         return [_text(v) for v in raw]
 
     async def add_popularity(
@@ -63,7 +59,7 @@ class RecommendationStore:
         One pipeline; every key is the site's, so a cluster sends it to one node."""
         if not counts:
             return
-        try:
+        with wrapped("counting product popularity"):
             async with self.client.pipeline(transaction=False) as pipe:
                 for (segment, kind, day), products in counts.items():
                     key = self._daily(site, segment, kind, day)
@@ -72,8 +68,6 @@ class RecommendationStore:
                     # relative to `now`: the server's clock may differ from the caller's
                     pipe.expire(key, max(1, int((day + KEEP_DAYS) * DAY - now)))
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"counting product popularity failed: {exc}") from exc
 
     async def top(
         self, site: str, segment: str | None, days: Sequence[int], purchase_weight: float, n: int

@@ -20,10 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from segserver.errors import StorageError
 from segserver.storage.client import Client
+from segserver.storage.errors import wrapped
 from segserver.storage.keys import Keys
 from segserver.storage.scripts import Scripts
 
@@ -112,21 +110,17 @@ class ResultStore:
 
     async def arms_of(self, site: str, visitor_id: str) -> dict[str, str]:
         """campaign → the visitor's arm (for tests and support)."""
-        try:
+        with wrapped("reading a visitor's arms"):
             raw = await self.client.hgetall(self._arms(site, visitor_id)[1])
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading a visitor's arms failed: {exc}") from exc
         return {_text(k): _text(v) for k, v in raw.items() if b"|" not in k}
 
     async def counters(self, site: str, campaign: str) -> dict[str, dict[str, float]]:
         """arm or variant → counter → value, summed over shards (one pipeline)."""
-        try:
+        with wrapped(f"reading the results of {campaign}"):
             async with self.client.pipeline(transaction=False) as pipe:
                 for shard in range(self.keys.shards):
                     pipe.hgetall(self._counters(site, shard, campaign))
                 raw: list[dict[bytes, bytes]] = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"reading the results of {campaign} failed: {exc}") from exc
         out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         for fields in raw:
             for name, value in fields.items():

@@ -1,6 +1,6 @@
 """The Lua registry: every `lua/*.lua` shipped with the package, registered once as
-a redis-py Script (EVALSHA → NOSCRIPT → SCRIPT LOAD → retry), with Redis errors
-wrapped once into StorageError.
+a redis-py Script (EVALSHA → NOSCRIPT → SCRIPT LOAD → retry); failures wrapped by
+`storage.errors.wrapped`.
 """
 
 from __future__ import annotations
@@ -9,12 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeout
-
-from segserver.errors import StorageError, StorageTimeout
+from segserver.errors import StorageError
 from segserver.resources import shipped_dir
 from segserver.storage.client import Client
+from segserver.storage.errors import wrapped
 
 
 def lua_sources() -> dict[str, str]:
@@ -33,26 +31,21 @@ class Scripts:
 
     async def load_all(self) -> None:
         """SCRIPT LOAD every script (on every primary of a cluster); for /readyz."""
-        try:
+        with wrapped("loading Lua scripts"):
             for src in self.sources.values():
                 await self.client.script_load(src)
-        except RedisError as exc:
-            raise StorageError(f"loading Lua scripts failed: {exc}") from exc
 
     async def loaded(self) -> bool:
         shas = [s.sha for s in self.scripts.values()]
         try:
-            exists = await self.client.script_exists(*shas)
-        except RedisError:
+            with wrapped("checking Lua scripts"):
+                exists = await self.client.script_exists(*shas)
+        except StorageError:
             return False
         return all(exists)
 
     async def call(
         self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None
     ) -> Any:
-        try:
+        with wrapped(f"running {name}"):
             return await self.scripts[name](keys=keys, args=args, client=client)
-        except RedisTimeout as exc:
-            raise StorageTimeout(f"Redis did not answer in time ({name})") from exc
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"Redis failed running {name}: {exc}") from exc
