@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from segserver.catalogue.campaigns import ItemService
-from segserver.catalogue.models import bind_models
 from segserver.catalogue.runtime import Runtime
 from segserver.catalogue.segments import SegmentService
 from segserver.catalogue.sites import SiteService
@@ -29,6 +28,7 @@ from segserver.storage.dictionary import DictionaryStore
 from segserver.storage.jobs import JobStore, ShardReader
 from segserver.storage.keys import Keys
 from segserver.storage.membership import CapStore, DueStore, MembershipStore
+from segserver.storage.models import Records
 from segserver.storage.profiles import ProfileStore
 from segserver.storage.recommendations import RecommendationStore
 from segserver.storage.results import ResultStore
@@ -75,10 +75,11 @@ class Services:
             settings.profile_ttl_days * 86400,
         )
         dictionary = DictionaryStore(clients.raw, scripts, keys)
-        sites = SiteService(bind_models(clients.text, settings.key_prefix), settings.tag_slots)
+        records = Records(clients.text, settings.key_prefix)
+        sites = SiteService(records, settings.tag_slots)
         catalogue = CatalogueStore(clients.text, settings.key_prefix, Scripts(clients.text))
-        segments = SegmentService(clients.text, settings.key_prefix, catalogue)
-        items = {kind: ItemService(clients.text, settings.key_prefix, catalogue, kind)
+        segments = SegmentService(records, catalogue)
+        items = {kind: ItemService(records, catalogue, kind)
                  for kind in ("placement", "content", "campaign")}  # fmt: skip
         runtime = Runtime(
             sites, segments, items, catalogue, dictionary, settings.catalogue_cache_seconds

@@ -17,12 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aredis_om import NotFoundError as OmNotFound
 
-from segserver.catalogue.models import bind_item_model
 from segserver.errors import ConflictError, NotFoundError, ValidationError
 from segserver.profile.events import parse_time
-from segserver.storage.catalogue import CatalogueStore, record_fields
+from segserver.storage.catalogue import CatalogueStore
+from segserver.storage.models import Records
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 PLACEMENT_KINDS = ("popup", "banner", "inline", "recommendations")
@@ -202,26 +201,20 @@ class ItemService:
     """Create, read, change and delete catalogue items of one kind, versioned: an
     update names the version it edits (stale → 409); previous versions are kept."""
 
-    def __init__(self, db: Any, prefix: str, store: CatalogueStore, kind: str) -> None:
-        self.db, self.prefix, self.store, self.kind = db, prefix, store, kind
+    def __init__(self, records: Records, store: CatalogueStore, kind: str) -> None:
+        self.records, self.store, self.kind = records, store, kind
         self.check = CHECKS[kind]
-        self._models: dict[str, Any] = {}
 
-    def model(self, site: str) -> Any:
-        if site not in self._models:
-            self._models[site] = bind_item_model(self.db, self.prefix, site, self.kind)
-        return self._models[site]
-
-    def _json(self, rec: Any) -> dict[str, Any]:
-        data: dict[str, Any] = orjson.loads(rec.data)
-        return {**data, "version": rec.version, "created_at": rec.created_at,
-                "updated_at": rec.updated_at}  # fmt: skip
+    def _json(self, rec: dict[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = orjson.loads(rec["data"])
+        return {**data, "version": rec["version"], "created_at": rec["created_at"],
+                "updated_at": rec["updated_at"]}  # fmt: skip
 
     async def get(self, site: str, item: str) -> dict[str, Any]:
-        try:
-            return self._json(await self.model(site).get(item))
-        except OmNotFound:
-            raise NotFoundError(f"{self.kind} {item!r} does not exist") from None
+        rec = await self.records.get(self.kind, item, site)
+        if rec is None:
+            raise NotFoundError(f"{self.kind} {item!r} does not exist")
+        return self._json(rec)
 
     async def all(self, site: str) -> list[dict[str, Any]]:
         out = []
@@ -235,10 +228,10 @@ class ItemService:
     async def create(self, site: str, body: Any) -> dict[str, Any]:
         data = self.check(body)
         now = time.time()
-        rec = self.model(site)(id=data["id"], data=orjson.dumps(data).decode(),
-                               created_at=now, updated_at=now, version=1)  # fmt: skip
+        rec = {"id": data["id"], "data": orjson.dumps(data).decode(), "created_at": now,
+               "updated_at": now, "version": 1}  # fmt: skip
         await self.store.write(site, self.kind, data["id"], expect=None,
-                               fields=record_fields(rec))  # fmt: skip
+                               fields=self.records.fields(self.kind, rec, site))  # fmt: skip
         return self._json(rec)
 
     async def update(self, site: str, item: str, body: Any) -> dict[str, Any]:
@@ -255,11 +248,11 @@ class ItemService:
         if merged.get("id") != item:
             raise ValidationError("id: cannot be changed")
         data = self.check(merged)
-        rec = self.model(site)(id=item, data=orjson.dumps(data).decode(),
-                               created_at=old["created_at"], updated_at=time.time(),
-                               version=old["version"] + 1)  # fmt: skip
+        rec = {"id": item, "data": orjson.dumps(data).decode(), "created_at": old["created_at"],
+               "updated_at": time.time(), "version": old["version"] + 1}  # fmt: skip
         await self.store.write(site, self.kind, item, expect=old["version"],
-                               fields=record_fields(rec), previous=old)  # fmt: skip
+                               fields=self.records.fields(self.kind, rec, site),
+                               previous=old)  # fmt: skip
         return self._json(rec)
 
     async def delete(self, site: str, item: str) -> None:

@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aredis_om import NotFoundError as OmNotFound
 
-from segserver.catalogue.models import SiteModels, bind_site_models
 from segserver.dsl.prebuilt import load_prebuilt
 from segserver.engine import SegmentDef, build_program, compile_rule
 from segserver.errors import ConflictError, NotFoundError, RuleError, ValidationError
 from segserver.profile.schema import Layout
 from segserver.profile.vocabulary import Vocabulary
-from segserver.storage.catalogue import CatalogueStore, record_fields
+from segserver.storage.catalogue import CatalogueStore
+from segserver.storage.models import Records
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 TYPES = ("dynamic", "static")
@@ -64,11 +63,11 @@ class Segment:
         }  # fmt: skip
 
 
-def _from_record(rec: Any) -> Segment:
+def _from_record(rec: dict[str, Any]) -> Segment:
     return Segment(
-        rec.id, rec.name, rec.description, tuple(orjson.loads(rec.tags)), rec.type, rec.status,
-        rec.priority, orjson.loads(rec.rule), rec.slot, rec.salt, bool(rec.prebuilt),
-        rec.created_at, rec.updated_at, rec.version,
+        rec["id"], rec["name"], rec["description"], tuple(orjson.loads(rec["tags"])), rec["type"],
+        rec["status"], rec["priority"], orjson.loads(rec["rule"]), rec["slot"], rec["salt"],
+        bool(rec["prebuilt"]), rec["created_at"], rec["updated_at"], rec["version"],
     )  # fmt: skip
 
 
@@ -123,23 +122,15 @@ def check_fields(body: Any, *, creating: bool) -> dict[str, Any]:
 
 
 class SegmentService:
-    def __init__(self, db: Any, prefix: str, store: CatalogueStore) -> None:
-        self.db = db
-        self.prefix = prefix
+    def __init__(self, records: Records, store: CatalogueStore) -> None:
+        self.records = records
         self.store = store
-        self._models: dict[str, SiteModels] = {}
-
-    def model(self, site: str) -> Any:
-        models = self._models.get(site)
-        if models is None:
-            models = self._models[site] = bind_site_models(self.db, self.prefix, site)
-        return models.segment
 
     async def get(self, site: str, sid: str) -> Segment:
-        try:
-            return _from_record(await self.model(site).get(sid))
-        except OmNotFound:
-            raise NotFoundError(f"segment {sid!r} does not exist") from None
+        rec = await self.records.get("segment", sid, site)
+        if rec is None:
+            raise NotFoundError(f"segment {sid!r} does not exist")
+        return _from_record(rec)
 
     async def all(self, site: str) -> list[Segment]:
         out = []
@@ -257,16 +248,16 @@ class SegmentService:
     async def _save(
         self, site: str, seg: Segment, *, expect: int | None, previous: dict[str, Any] | None
     ) -> None:
-        rec = self.model(site)(
-            id=seg.id, name=seg.name, description=seg.description,
-            tags=orjson.dumps(list(seg.tags)).decode(), type=seg.type, status=seg.status,
-            priority=seg.priority, rule=orjson.dumps(seg.rule).decode(), slot=seg.slot,
-            salt=seg.salt, prebuilt=int(seg.prebuilt), created_at=seg.created_at,
-            updated_at=seg.updated_at, version=seg.version,
-        )  # fmt: skip
-
-        await self.store.write(site, "segment", seg.id, expect=expect,
-                               fields=record_fields(rec), previous=previous)  # fmt: skip
+        fields = self.records.fields("segment", {
+            "id": seg.id, "name": seg.name, "description": seg.description,
+            "tags": orjson.dumps(list(seg.tags)).decode(), "type": seg.type,
+            "status": seg.status, "priority": seg.priority,
+            "rule": orjson.dumps(seg.rule).decode(), "slot": seg.slot, "salt": seg.salt,
+            "prebuilt": int(seg.prebuilt), "created_at": seg.created_at,
+            "updated_at": seg.updated_at, "version": seg.version,
+        }, site)  # fmt: skip
+        await self.store.write(site, "segment", seg.id, expect=expect, fields=fields,
+                               previous=previous)  # fmt: skip
 
 
 def _refers(seg: Segment, target: str) -> bool:

@@ -6,7 +6,6 @@ without an index key, then compares the whole key in constant time.
 
 from __future__ import annotations
 
-import hmac
 import re
 import secrets
 import time
@@ -15,12 +14,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from aredis_om import NotFoundError as OmNotFound
 
-from segserver.catalogue.models import Models
-from segserver.errors import AuthError, ConflictError, NotFoundError, ValidationError
+from segserver.errors import ConflictError, NotFoundError, ValidationError
 from segserver.profile.identity import check_site_id
 from segserver.profile.schema import Schema
+from segserver.storage.models import Records
 
 _KEY_RE = re.compile(r"^sk_([a-z0-9][a-z0-9-]{0,62})_[0-9a-f]{32}$")
 _NAME_MAX = 200
@@ -96,24 +94,24 @@ def _check_name(value: Any) -> str:
 
 
 class SiteService:
-    """Create, read and change sites; find a site by its public key."""
+    """Create, read and change sites (records in storage.models)."""
 
-    def __init__(self, models: Models, tag_slots: int) -> None:
-        self.model = models.site
+    def __init__(self, records: Records, tag_slots: int) -> None:
+        self.records = records
         self.tag_slots = tag_slots
 
-    def _from_record(self, rec: Any) -> Site:
-        schema = Schema.from_json(orjson.loads(rec.profile_schema), tag_slots=self.tag_slots)
+    def _from_record(self, rec: dict[str, Any]) -> Site:
+        schema = Schema.from_json(orjson.loads(rec["profile_schema"]), tag_slots=self.tag_slots)
         return Site(
-            rec.id,
-            rec.name,
-            rec.site_key,
-            tuple(orjson.loads(rec.origins)),
+            rec["id"],
+            rec["name"],
+            rec["site_key"],
+            tuple(orjson.loads(rec["origins"])),
             schema,
-            rec.created_at,
-            rec.updated_at,
-            rec.version,
-            orjson.loads(rec.options),
+            rec["created_at"],
+            rec["updated_at"],
+            rec["version"],
+            orjson.loads(rec["options"]),
         )
 
     async def create(self, body: Any) -> Site:
@@ -130,27 +128,30 @@ class SiteService:
         if not isinstance(options, dict):
             raise ValidationError("options: must be an object")
         now = time.time()
-        rec = self.model(
-            id=site_id,
-            name=name,
-            site_key=new_site_key(site_id),
-            origins=orjson.dumps(list(origins)).decode(),
-            profile_schema=orjson.dumps(schema.to_json()).decode(),
-            options=orjson.dumps(options).decode(),
-            created_at=now,
-            updated_at=now,
-            version=1,
-        )
-        if await rec.save(nx=True) is None:
+        rec = {
+            "id": site_id,
+            "name": name,
+            "site_key": new_site_key(site_id),
+            "origins": orjson.dumps(list(origins)).decode(),
+            "profile_schema": orjson.dumps(schema.to_json()).decode(),
+            "options": orjson.dumps(options).decode(),
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+        }
+        if not await self.records.save("site", rec, new=True):
             raise ConflictError(f"id: site {site_id!r} already exists", code="site_exists")
-        await self.model.db().sadd(self._index, site_id)
+        await self.records.add_site_id(site_id)
         return self._from_record(rec)
 
+    async def _record(self, site_id: str) -> dict[str, Any]:
+        rec = await self.records.get("site", site_id)
+        if rec is None:
+            raise NotFoundError(f"site {site_id!r} does not exist")
+        return rec
+
     async def get(self, site_id: str) -> Site:
-        try:
-            return self._from_record(await self.model.get(site_id))
-        except OmNotFound:
-            raise NotFoundError(f"site {site_id!r} does not exist") from None
+        return self._from_record(await self._record(site_id))
 
     async def update(self, site_id: str, body: Any) -> Site:
         """Change name, origins, options, or append to the schema (PATCH semantics)."""
@@ -159,60 +160,36 @@ class SiteService:
         unknown = set(body) - {"name", "origins", "schema", "options", "version"}
         if unknown:
             raise ValidationError(f"{sorted(unknown)[0]}: unknown field")
-        try:
-            rec = await self.model.get(site_id)
-        except OmNotFound:
-            raise NotFoundError(f"site {site_id!r} does not exist") from None
-        if "version" in body and body["version"] != rec.version:
+        rec = await self._record(site_id)
+        if "version" in body and body["version"] != rec["version"]:
             raise ConflictError(
-                f"version: the site changed (now version {rec.version})", code="stale_version"
+                f"version: the site changed (now version {rec['version']})", code="stale_version"
             )
         if "name" in body:
-            rec.name = _check_name(body["name"])
+            rec["name"] = _check_name(body["name"])
         if "origins" in body:
-            rec.origins = orjson.dumps(list(check_origins(body["origins"]))).decode()
+            rec["origins"] = orjson.dumps(list(check_origins(body["origins"]))).decode()
         if "options" in body:
             if not isinstance(body["options"], dict):
                 raise ValidationError("options: must be an object")
-            rec.options = orjson.dumps(body["options"]).decode()
+            rec["options"] = orjson.dumps(body["options"]).decode()
         if "schema" in body:
             new = Schema.from_json(body["schema"], tag_slots=self.tag_slots)
-            old = Schema.from_json(orjson.loads(rec.profile_schema), tag_slots=self.tag_slots)
+            old = Schema.from_json(orjson.loads(rec["profile_schema"]), tag_slots=self.tag_slots)
             new.check_extends(old)
-            rec.profile_schema = orjson.dumps(new.to_json()).decode()
-        rec.updated_at = time.time()
-        rec.version += 1
-        await rec.save()
+            rec["profile_schema"] = orjson.dumps(new.to_json()).decode()
+        rec["updated_at"] = time.time()
+        rec["version"] += 1
+        await self.records.save("site", rec)
         return self._from_record(rec)
 
     async def rotate_key(self, site_id: str) -> Site:
-        try:
-            rec = await self.model.get(site_id)
-        except OmNotFound:
-            raise NotFoundError(f"site {site_id!r} does not exist") from None
-        rec.site_key = new_site_key(site_id)
-        rec.updated_at = time.time()
-        rec.version += 1
-        await rec.save()
+        rec = await self._record(site_id)
+        rec["site_key"] = new_site_key(site_id)
+        rec["updated_at"] = time.time()
+        rec["version"] += 1
+        await self.records.save("site", rec)
         return self._from_record(rec)
 
-    @property
-    def _index(self) -> str:
-        """A set of every site id: listing sites never SCANs the keyspace."""
-        return self.model.make_key("_ids")  # type: ignore[no-any-return]
-
     async def list_ids(self) -> list[str]:
-        return sorted(await self.model.db().smembers(self._index))
-
-    async def by_key(self, site_key: str) -> Site:
-        """The site a public key belongs to, or AuthError."""
-        site_id = site_id_of_key(site_key)
-        if site_id is None:
-            raise AuthError("site key: malformed", code="invalid_site_key")
-        try:
-            site = await self.get(site_id)
-        except NotFoundError:
-            raise AuthError("site key: unknown", code="invalid_site_key") from None
-        if not hmac.compare_digest(site.site_key.encode(), site_key.encode()):
-            raise AuthError("site key: unknown", code="invalid_site_key")
-        return site
+        return await self.records.site_ids()

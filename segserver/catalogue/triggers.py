@@ -3,8 +3,8 @@
 A subscription has an id (`tr_<16 hex>`), a URL (http or https), the segments it
 follows (empty: every segment), the changes it wants (entered, exited or both), a
 signing secret (returned once, when created), an active flag and timestamps. Stored
-as a redis-om HashModel under the site's hash tag, read by primary key only; the
-site's ids are kept in a set (storage.changes), never found by scanning.
+as a catalogue record (storage.models) under the site's hash tag, read by primary key
+only; the site's ids are kept in a set (storage.changes), never found by scanning.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from aredis_om import Field, HashModel
-from aredis_om import NotFoundError as OmNotFound
 
 from segserver.errors import ConflictError, NotFoundError, ValidationError
 from segserver.storage.changes import ChangeStore
+from segserver.storage.models import Records
 
 CHANGES = ("entered", "exited", "both")
 _SEGMENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -30,30 +29,6 @@ _SEGMENTS_MAX = 100
 #: Subscriptions per site: each change is posted once per matching one.
 SUBSCRIPTIONS_MAX = 100
 _FIELDS = {"url", "segments", "changes", "active"}
-
-
-def bind_trigger_model(db: Any, prefix: str) -> Any:
-    """The subscription model (type[TriggerRecord]); keys `<prefix>:trigger:{<site>}:<id>`."""
-
-    class TriggerRecord(HashModel, index=True):
-        ref: str = Field(primary_key=True)  # "{<site>}:<id>"
-        id: str
-        site: str
-        url: str
-        segments: str = "[]"  # JSON list of segment ids; empty: all
-        changes: str = "both"
-        secret: str
-        active: bool = True
-        created_at: float
-        updated_at: float
-        version: int = 1
-
-        class Meta:
-            global_key_prefix = prefix
-            model_key_prefix = "trigger"
-            database = db
-
-    return TriggerRecord
 
 
 def _ref(site: str, sub_id: str) -> str:
@@ -146,22 +121,22 @@ def _check_body(body: Any, allowed: set[str]) -> dict[str, Any]:
 class TriggerService:
     """Create, read, change and delete a site's subscriptions."""
 
-    def __init__(self, model: Any, store: ChangeStore) -> None:
-        self.model = model
+    def __init__(self, records: Records, store: ChangeStore) -> None:
+        self.records = records
         self.store = store
 
-    def _from_record(self, rec: Any) -> Subscription:
+    def _from_record(self, rec: dict[str, Any]) -> Subscription:
         return Subscription(
-            rec.id,
-            rec.site,
-            rec.url,
-            tuple(orjson.loads(rec.segments)),
-            rec.changes,
-            rec.secret,
-            bool(rec.active),
-            rec.created_at,
-            rec.updated_at,
-            rec.version,
+            rec["id"],
+            rec["site"],
+            rec["url"],
+            tuple(orjson.loads(rec["segments"])),
+            rec["changes"],
+            rec["secret"],
+            bool(rec["active"]),
+            rec["created_at"],
+            rec["updated_at"],
+            rec["version"],
         )
 
     async def create(self, site: str, body: Any, now: float) -> Subscription:
@@ -178,31 +153,31 @@ class TriggerService:
                 f"site {site!r} already has {SUBSCRIPTIONS_MAX} triggers", code="too_many_triggers"
             )
         sub_id = f"tr_{secrets.token_hex(8)}"
-        rec = self.model(
-            ref=_ref(site, sub_id),
-            id=sub_id,
-            site=site,
-            url=url,
-            segments=orjson.dumps(list(segments)).decode(),
-            changes=changes,
-            secret=f"whsec_{secrets.token_hex(24)}",
-            active=active,
-            created_at=now,
-            updated_at=now,
-            version=1,
-        )
-        await rec.save()
+        rec = {
+            "ref": _ref(site, sub_id),
+            "id": sub_id,
+            "site": site,
+            "url": url,
+            "segments": orjson.dumps(list(segments)).decode(),
+            "changes": changes,
+            "secret": f"whsec_{secrets.token_hex(24)}",
+            "active": active,
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+        }
+        await self.records.save("trigger", rec)
         first = await self.store.add_subscription(site, sub_id)
         await self.store.start_groups(site, skip_backlog=first)
         return self._from_record(rec)
 
-    async def _record(self, site: str, sub_id: str) -> Any:
-        if not isinstance(sub_id, str) or not _ID_RE.fullmatch(sub_id):
+    async def _record(self, site: str, sub_id: str) -> dict[str, Any]:
+        rec = None
+        if isinstance(sub_id, str) and _ID_RE.fullmatch(sub_id):
+            rec = await self.records.get("trigger", _ref(site, sub_id))
+        if rec is None:
             raise NotFoundError(f"trigger {sub_id!r} does not exist on site {site!r}")
-        try:
-            return await self.model.get(_ref(site, sub_id))
-        except OmNotFound:
-            raise NotFoundError(f"trigger {sub_id!r} does not exist on site {site!r}") from None
+        return rec
 
     async def get(self, site: str, sub_id: str) -> Subscription:
         return self._from_record(await self._record(site, sub_id))
@@ -210,34 +185,34 @@ class TriggerService:
     async def list_all(self, site: str) -> list[Subscription]:
         out = []
         for sub_id in await self.store.subscription_ids(site):
-            try:
-                out.append(self._from_record(await self.model.get(_ref(site, sub_id))))
-            except OmNotFound:  # deleted between the two reads
-                continue
+            rec = await self.records.get("trigger", _ref(site, sub_id))
+            if rec is not None:  # None: deleted between the two reads
+                out.append(self._from_record(rec))
         return out
 
     async def update(self, site: str, sub_id: str, body: Any, now: float) -> Subscription:
         """Change url, segments, changes or active (PATCH; `version` guards it)."""
         body = _check_body(body, _FIELDS | {"version"})
         rec = await self._record(site, sub_id)
-        if "version" in body and body["version"] != rec.version:
+        if "version" in body and body["version"] != rec["version"]:
             raise ConflictError(
-                f"version: the trigger changed (now version {rec.version})", code="stale_version"
+                f"version: the trigger changed (now version {rec['version']})",
+                code="stale_version",
             )
         if "url" in body:
-            rec.url = check_url(body["url"])
+            rec["url"] = check_url(body["url"])
         if "segments" in body:
-            rec.segments = orjson.dumps(list(check_segments(body["segments"]))).decode()
+            rec["segments"] = orjson.dumps(list(check_segments(body["segments"]))).decode()
         if "changes" in body:
-            rec.changes = check_changes(body["changes"])
+            rec["changes"] = check_changes(body["changes"])
         if "active" in body:
-            rec.active = check_active(body["active"])
-        rec.updated_at = now
-        rec.version += 1
-        await rec.save()
+            rec["active"] = check_active(body["active"])
+        rec["updated_at"] = now
+        rec["version"] += 1
+        await self.records.save("trigger", rec)
         return self._from_record(rec)
 
     async def delete(self, site: str, sub_id: str) -> None:
         await self._record(site, sub_id)
-        await self.model.delete(_ref(site, sub_id))
+        await self.records.delete("trigger", _ref(site, sub_id))
         await self.store.remove_subscription(site, sub_id)

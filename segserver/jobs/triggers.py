@@ -30,11 +30,12 @@ from typing import Any
 
 import orjson
 
-from segserver.catalogue.triggers import Subscription, TriggerService, bind_trigger_model
+from segserver.catalogue.triggers import Subscription, TriggerService
 from segserver.errors import ConfigError, SegserverError, StorageError
 from segserver.storage.changes import Change, ChangeStore
 from segserver.storage.client import Client
 from segserver.storage.keys import Keys
+from segserver.storage.models import Records
 
 log = logging.getLogger("segserver.triggers")
 
@@ -339,7 +340,7 @@ def build_triggers(
     """Wire the trigger parts on a decoding Redis client (`Clients.text`); `runner`
     passes sleep, rand or consumer on to the TriggerRunner."""
     store = ChangeStore(text_client, keys)
-    service = TriggerService(bind_trigger_model(text_client, keys.prefix), store)
+    service = TriggerService(Records(text_client, keys.prefix), store)
     run = TriggerRunner(
         ChangeStore(text_client, keys),
         service,

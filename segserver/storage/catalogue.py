@@ -86,12 +86,6 @@ class CatalogueStore:
         return int(value)
 
 
-def record_fields(record: Any) -> dict[str, str]:
-    """A redis-om HashModel's fields as redis-om itself stores them (str, int and float
-    fields only — the catalogue models have no others)."""
-    return {k: str(v) for k, v in record.model_dump().items() if v is not None}
-
-
 def _conflict(kind: str, item: str, stored: object, expect: int | None) -> ConflictError:
     if expect is None:
         return ConflictError(f"id: {kind} {item!r} already exists", code=f"{kind}_exists")
