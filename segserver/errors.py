@@ -58,10 +58,6 @@ class RuleError(ValidationError):
     code = "invalid_rule"
 
 
-class CatalogueError(SegserverError):
-    code = "catalogue_error"
-
-
 class StorageError(SegserverError):
     """Redis failed or did not answer; wraps the redis-py exception once."""
 

@@ -1,8 +1,8 @@
 """Campaign results: exposures per arm, decision feedback per variant, goal
 conversions per arm, and each variant's lift over the holdout.
 
-* **Exposure.** After a page view's decisions, the visitor is counted once per
-  campaign, in the arm of its first exposure: the variant it was served, or the
+* **Exposure.** With a page view's decisions (lua/finish_visitor.lua), the visitor is
+  counted once per campaign, in the arm of its first exposure: the variant it was served, or the
   holdout when it was eligible but held out (`decide.Result.held_out`). That first arm
   stays the visitor's arm for the campaign.
 * **Feedback.** `impression`, `click`, `dismiss` and `conversion` events count per
@@ -19,9 +19,7 @@ conversions per arm, and each variant's lift over the holdout.
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,77 +114,29 @@ def feedback(secret: bytes, site: str, event: Event) -> TokenCount | None:
 # --- recording and reading -------------------------------------------------------------
 
 
+def outcomes_of(
+    events: Sequence[Event], goals: Mapping[str, Sequence[str]], secret: bytes, site: str
+) -> Outcomes:
+    """What one visitor's stored events count: feedback with a valid token, and goal
+    candidates of the campaigns (`goals`: event type → campaigns) that have the event's
+    type as a goal (whether it converts — exposed before it — is settled in Redis)."""
+    out = Outcomes()
+    for ev in events:
+        if ev.type in FEEDBACK and (count := feedback(secret, site, ev)) is not None:
+            out.tokens.append(count)
+        for campaign in goals.get(ev.type, ()):
+            value = ev.properties.get("value")
+            amount = float(value) if isinstance(value, int | float) else 0.0
+            out.goals.append(GoalCandidate(campaign, ev.ts, amount))
+    return out
+
+
 class Results:
-    """Hooks the request path calls, and the summary the admin API shows.
+    """The summary the admin API shows (recording happens in storage.finish)."""
 
-    `runtime` gives each site's campaigns (their goals); `memo` bounds an in-process
-    memory of (site, visitor, campaign) exposures already stored, so a returning
-    visitor's page views cost no Redis call for results (the script is idempotent;
-    the memory only saves the round trip).
-    """
-
-    def __init__(self, store: ResultStore, runtime: Runtime, memo: int = 100_000) -> None:
+    def __init__(self, store: ResultStore, runtime: Runtime) -> None:
         self.store = store
         self.runtime = runtime
-        self.memo_size = memo
-        self._memo: OrderedDict[tuple[str, str, str], None] = OrderedDict()
-        self._goals: dict[str, tuple[object, dict[str, list[str]]]] = {}
-
-    async def record_decisions(
-        self, site: str, visitor_id: str, served: Sequence[decide.Decision],
-        held_out: Sequence[tuple[str, str]], now: float,
-    ) -> None:  # fmt: skip
-        """Count the visitor's first exposure per campaign (arm: variant or holdout)."""
-        if not served and not held_out:
-            return
-        arms = dict.fromkeys((c for c, _ in held_out), HOLDOUT)
-        arms.update({d.campaign: d.variant for d in served})
-        fresh = [(c, arm) for c, arm in arms.items() if (site, visitor_id, c) not in self._memo]
-        if not fresh:
-            for c in arms:
-                self._memo.move_to_end((site, visitor_id, c))
-            return
-        await self.store.expose(site, visitor_id, fresh, now)
-        for c, _ in fresh:
-            self._memo[(site, visitor_id, c)] = None
-        while len(self._memo) > self.memo_size:
-            self._memo.popitem(last=False)
-
-    async def record_events(self, site: str, events: Sequence[Event], now: float,
-                            secret: bytes) -> None:  # fmt: skip
-        """Count stored events: feedback with a valid token, goals of exposed campaigns.
-        One script call per visitor that has something to count."""
-        if not events:
-            return
-        goals = await self._goal_index(site)
-        by_visitor: dict[str, Outcomes] = defaultdict(Outcomes)
-        for ev in events:
-            if ev.type in FEEDBACK and (count := feedback(secret, site, ev)) is not None:
-                by_visitor[ev.visitor_id].tokens.append(count)
-            for campaign in goals.get(ev.type, ()):
-                value = ev.properties.get("value")
-                amount = float(value) if isinstance(value, int | float) else 0.0
-                by_visitor[ev.visitor_id].goals.append(GoalCandidate(campaign, ev.ts, amount))
-        if len(by_visitor) == 1:  # the page-view case: no task, no extra loop turn
-            ((vid, outcomes),) = by_visitor.items()
-            await self.store.record(site, vid, outcomes)
-        elif by_visitor:
-            await asyncio.gather(*(self.store.record(site, vid, outcomes)
-                                   for vid, outcomes in by_visitor.items()))  # fmt: skip
-
-    async def _goal_index(self, site: str) -> dict[str, list[str]]:
-        """event type → campaigns that have it as a goal (every stored campaign: a
-        paused one still converts the visitors it exposed)."""
-        campaigns = (await self.runtime.get(site)).campaigns
-        cached = self._goals.get(site)
-        if cached is not None and cached[0] is campaigns:
-            return cached[1]
-        index: dict[str, list[str]] = defaultdict(list)
-        for cid in sorted(campaigns):
-            for goal in campaigns[cid].get("goals", ()):
-                index[goal].append(cid)
-        self._goals[site] = (campaigns, dict(index))
-        return self._goals[site][1]
 
     async def summary(self, site: str, campaign: str) -> dict[str, Any]:
         """Per arm the counts and rates; per variant its lift over the holdout."""

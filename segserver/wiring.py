@@ -1,128 +1,191 @@
-"""Wiring: every service of a running segserver, opened and closed together.
-
-Used by the HTTP app (cleanup_ctx), the CLI and the tests; nothing here knows HTTP.
+"""The composition root: every service of a running segserver, built once, by keyword,
+and closed together. Used by the HTTP app (cleanup_ctx), the CLI and the tests; nothing
+here knows HTTP (trigger delivery's HTTP client is handed in as `sender`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from segserver.catalogue.analytics import SegmentAnalytics
 from segserver.catalogue.campaigns import ItemService
 from segserver.catalogue.runtime import Runtime
 from segserver.catalogue.segments import SegmentService
 from segserver.catalogue.sites import SiteService
+from segserver.catalogue.triggers import TriggerService
 from segserver.config import Settings
+from segserver.flows.after_events import AfterEvents
+from segserver.flows.edits import Edits
+from segserver.flows.events import Events
+from segserver.flows.pageview import PageViews
+from segserver.flows.visitors import Visitors
 from segserver.jobs.expiry import ExpiryScheduler
+from segserver.jobs.history import HistorySnapshotter
 from segserver.jobs.recompute import Recomputer
+from segserver.jobs.triggers import (
+    DeadLetters,
+    Sender,
+    SendError,
+    TriggerOptions,
+    TriggerRunner,
+)
 from segserver.metrics import Metrics
 from segserver.profile.events import Limits
 from segserver.profile.ingest import Ingestor
 from segserver.recommend import Recommender
 from segserver.results import Results
+from segserver.storage.analytics import AnalyticsStore
 from segserver.storage.catalogue import CatalogueStore
+from segserver.storage.changes import ChangeStore
 from segserver.storage.client import Clients, create_clients
 from segserver.storage.dictionary import DictionaryStore
+from segserver.storage.finish import FinishStore
 from segserver.storage.jobs import JobStore, ShardReader
 from segserver.storage.keys import Keys
-from segserver.storage.membership import CapStore, DueStore, MembershipStore
-from segserver.storage.models import Records
+from segserver.storage.membership import DueStore, MembershipStore
+from segserver.storage.models import ITEM_KINDS, Records
 from segserver.storage.profiles import ProfileStore
 from segserver.storage.recommendations import RecommendationStore
 from segserver.storage.results import ResultStore
 from segserver.storage.scripts import Scripts
 
+DAY = 86400
+
+
+# `timeout` is part of the Sender's signature
+async def _no_delivery(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:  # noqa: ASYNC109
+    """The trigger sender of processes that do not deliver webhooks (CLI commands)."""
+    raise SendError("this process does not deliver webhooks")
+
+
+def token_secret(settings: Settings) -> bytes:
+    """The key that signs decision tokens."""
+    secret = settings.token_secret or settings.admin_token
+    return hashlib.sha256(f"segserver-tokens:{secret}".encode()).digest()
+
 
 @dataclass
 class Services:
+    """Everything a request, a job or a command calls; built by `build_services`."""
+
     settings: Settings
+    clock: Callable[[], float]
+    metrics: Metrics
     clients: Clients
     scripts: Scripts
     keys: Keys
     profiles: ProfileStore
     dictionary: DictionaryStore
-    sites: SiteService
-    runtime: Runtime
-    ingestor: Ingestor
-    clock: Callable[[], float]
-    catalogue: CatalogueStore
-    segments: SegmentService
     membership: MembershipStore
     due: DueStore
-    expiry: ExpiryScheduler
     jobs: JobStore
-    recomputer: Recomputer
+    runtime: Runtime
+    catalogue: CatalogueStore
+    sites: SiteService
+    segments: SegmentService
     items: dict[str, ItemService]
-    caps: CapStore
-    metrics: Metrics
+    ingestor: Ingestor
+    pageviews: PageViews
+    events: Events
+    edits: Edits
+    visitors: Visitors
     results: Results
-    recommender: Recommender
-
-    @classmethod
-    def build(
-        cls, settings: Settings, url: str | None = None, clock: Callable[[], float] = time.time
-    ) -> Services:
-        clients = create_clients(settings, url)
-        scripts = Scripts(clients.raw)
-        keys = Keys(settings.key_prefix, settings.shards)
-        profiles = ProfileStore(
-            clients.raw,
-            scripts,
-            keys,
-            settings.dedup_window_seconds,
-            settings.profile_ttl_days * 86400,
-        )
-        dictionary = DictionaryStore(clients.raw, scripts, keys)
-        records = Records(clients.text, settings.key_prefix)
-        sites = SiteService(records, settings.tag_slots)
-        catalogue = CatalogueStore(clients.text, settings.key_prefix, Scripts(clients.text))
-        segments = SegmentService(records, catalogue)
-        items = {kind: ItemService(records, catalogue, kind)
-                 for kind in ("placement", "content", "campaign")}  # fmt: skip
-        runtime = Runtime(
-            sites, segments, items, catalogue, dictionary, settings.catalogue_cache_seconds
-        )
-        limits = Limits(
-            settings.max_string_length,
-            settings.max_event_age_days * 86400.0,
-            float(settings.max_event_skew_seconds),
-            float(settings.session_gap_seconds),
-        )
-        ingestor = Ingestor(profiles, dictionary, limits)
-        membership = MembershipStore(
-            clients.raw, scripts, keys, settings.change_stream_max_length,
-            settings.visitor_history_length, settings.profile_ttl_days * 86400,
-        )  # fmt: skip
-        due = DueStore(clients.raw, scripts, keys)
-        expiry = ExpiryScheduler(runtime, due, membership, keys,
-                                 lease=settings.expiry_lease_seconds)  # fmt: skip
-        jobs = JobStore(clients.raw, keys)
-        recomputer = Recomputer(runtime, ShardReader(clients.raw, keys), membership, keys, jobs)
-        visitor_ttl = settings.profile_ttl_days * 86400
-        results = Results(ResultStore(clients.raw, scripts, keys, visitor_ttl), runtime)
-        recommender = Recommender(
-            RecommendationStore(clients.raw, scripts, keys, settings.recently_viewed_length,
-                                visitor_ttl),
-            settings.recommendation_purchase_weight, settings.recommendation_cache_seconds,
-        )  # fmt: skip
-        return cls(
-            settings, clients, scripts, keys, profiles, dictionary, sites, runtime, ingestor,
-            clock, catalogue, segments, membership, due, expiry, jobs, recomputer, items,
-            CapStore(scripts, keys, settings.profile_ttl_days * 86400 or 400 * 86400), Metrics(),
-            results, recommender,
-        )  # fmt: skip
+    analytics: SegmentAnalytics
+    recomputer: Recomputer
+    expiry: ExpiryScheduler
+    history: HistorySnapshotter | None
+    triggers: TriggerService
+    trigger_runner: TriggerRunner
+    dead_letters: DeadLetters
 
     async def close(self) -> None:
         await self.clients.close()
 
 
+def build_services(
+    settings: Settings, *, url: str | None = None, clock: Callable[[], float] = time.time,
+    sender: Sender = _no_delivery,
+) -> Services:  # fmt: skip
+    """Build (but do not connect) every service for `url` (default settings.redis_url)."""
+    s = settings
+    visitor_ttl = s.profile_ttl_days * DAY
+    metrics = Metrics()
+    clients = create_clients(s, url)
+    scripts = Scripts(clients.raw)
+    keys = Keys(s.key_prefix, s.shards)
+    records = Records(clients.text, s.key_prefix)
+    catalogue = CatalogueStore(clients.text, s.key_prefix, Scripts(clients.text))
+    profiles = ProfileStore(clients.raw, scripts, keys, s.dedup_window_seconds, visitor_ttl)
+    dictionary = DictionaryStore(clients.raw, scripts, keys)
+    membership = MembershipStore(
+        client=clients.raw, scripts=scripts, keys=keys, stream_max=s.change_stream_max_length,
+        history_len=s.visitor_history_length, ttl_seconds=visitor_ttl,
+    )  # fmt: skip
+    finish = FinishStore(
+        scripts=scripts, keys=keys, stream_max=s.change_stream_max_length,
+        history_len=s.visitor_history_length, ttl_seconds=visitor_ttl,
+        caps_ttl_seconds=visitor_ttl or 400 * DAY, recent_length=s.recently_viewed_length,
+    )  # fmt: skip
+    jobs = JobStore(clients.raw, keys)
+    analytics_store = AnalyticsStore(clients.raw, scripts, keys)
+    changes = ChangeStore(clients.text, keys)
+    due = DueStore(clients.raw, scripts, keys)
+
+    sites = SiteService(records, s.tag_slots)
+    segments = SegmentService(records, catalogue)
+    items = {kind: ItemService(records, catalogue, kind) for kind in ITEM_KINDS}
+    runtime = Runtime(sites, segments, items, catalogue, dictionary, s.catalogue_cache_seconds)
+    limits = Limits(s.max_string_length, s.max_event_age_days * 86400.0,
+                    float(s.max_event_skew_seconds), float(s.session_gap_seconds))  # fmt: skip
+    ingestor = Ingestor(profiles, dictionary, limits)
+    recommender = Recommender(
+        RecommendationStore(clients.raw, scripts, keys),
+        purchase_weight=s.recommendation_purchase_weight,
+        cache_seconds=s.recommendation_cache_seconds,
+    )
+    secret = token_secret(s)
+    after = AfterEvents(finish_store=finish, membership=membership, keys=keys, metrics=metrics,
+                        token_secret=secret)  # fmt: skip
+    recomputer = Recomputer(runtime, ShardReader(clients.raw, keys), membership, keys, jobs)
+    triggers = TriggerService(records, changes)
+    return Services(
+        settings=s, clock=clock, metrics=metrics, clients=clients, scripts=scripts, keys=keys,
+        profiles=profiles, dictionary=dictionary, membership=membership, due=due, jobs=jobs,
+        runtime=runtime, catalogue=catalogue, sites=sites, segments=segments, items=items,
+        ingestor=ingestor,
+        pageviews=PageViews(ingestor=ingestor, after=after, recommender=recommender,
+                            metrics=metrics, budget_seconds=s.redis_budget_ms / 1000,
+                            token_secret=secret),
+        events=Events(ingestor=ingestor, after=after, metrics=metrics,
+                      max_events=s.max_events_per_request),
+        edits=Edits(runtime=runtime, sites=sites, segments=segments, items=items,
+                    catalogue=catalogue, recomputer=recomputer, profiles=profiles),
+        visitors=Visitors(runtime=runtime, profiles=profiles),
+        results=Results(ResultStore(clients.raw, keys), runtime),
+        analytics=SegmentAnalytics(analytics_store, ShardReader(clients.raw, keys), visitor_ttl),
+        recomputer=recomputer,
+        expiry=ExpiryScheduler(runtime, due, membership, keys,
+                               lease=s.expiry_lease_seconds),
+        history=HistorySnapshotter(runtime, analytics_store, s.history_interval_seconds,
+                                   float(s.history_retention_days))
+        if s.history_interval_seconds > 0 else None,
+        triggers=triggers,
+        trigger_runner=TriggerRunner(changes, triggers, sender, TriggerOptions.from_settings(s),
+                                     clock),
+        dead_letters=DeadLetters(changes),
+    )  # fmt: skip
+
+
 @asynccontextmanager
 async def open_services(
-    settings: Settings, url: str | None = None, clock: Callable[[], float] = time.time
-) -> AsyncIterator[Services]:
-    services = Services.build(settings, url, clock)
+    settings: Settings, url: str | None = None, clock: Callable[[], float] = time.time,
+    sender: Sender = _no_delivery,
+) -> AsyncIterator[Services]:  # fmt: skip
+    services = build_services(settings, url=url, clock=clock, sender=sender)
     try:
         yield services
     finally:

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from segserver.config import Settings, load_settings
 from segserver.http import create_app
 from segserver.storage.embedded import EmbeddedRedis
-from segserver.wiring import Services
+from segserver.wiring import Services, build_services
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -80,7 +80,7 @@ def clock() -> Clock:
 
 @pytest_asyncio.fixture
 async def services(settings: Settings, clock: Clock) -> AsyncIterator[Services]:
-    svc = Services.build(settings, clock=clock)
+    svc = build_services(settings, clock=clock)
     await svc.scripts.load_all()
     yield svc
     await svc.close()

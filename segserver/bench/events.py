@@ -22,7 +22,7 @@ from segserver.bench.common import private_redis, row, server_process
 from segserver.config import load_settings
 from segserver.profile.events import EventCatalog, Limits, plan_ops, validate_event
 from segserver.profile.schema import Schema
-from segserver.wiring import Services
+from segserver.wiring import build_services
 
 TOKEN = "bench-token"
 
@@ -30,7 +30,7 @@ TOKEN = "bench-token"
 async def _raw(url: str, seconds: float, visitors: int, pipeline: int) -> float:
     """The apply script alone: pipelined calls through the storage layer, no HTTP."""
     settings = load_settings(redis_url=url, key_prefix="rawbench", shards=16)
-    services = Services.build(settings)
+    services = build_services(settings)
     await services.scripts.load_all()
     schema = Schema()
     catalog = EventCatalog(schema)

@@ -20,7 +20,7 @@ from segserver.bench.common import private_redis, row
 from segserver.config import load_settings
 from segserver.demo import DEMO_SCHEMA, visitor_events
 from segserver.profile import codec
-from segserver.wiring import Services
+from segserver.wiring import build_services
 
 
 def _per_call(fn: Any, n: int) -> float:
@@ -32,7 +32,7 @@ def _per_call(fn: Any, n: int) -> float:
 
 async def _run(url: str, visitors: int) -> None:
     settings = load_settings(redis_url=url, key_prefix="pbench")
-    services = Services.build(settings)
+    services = build_services(settings)
     await services.scripts.load_all()
     site = await services.sites.create({"id": "pb", "name": "pb", "schema": DEMO_SCHEMA})
     ctx = await services.runtime.get(site.id)

@@ -28,7 +28,7 @@ from segserver.config import load_settings
 from segserver.demo import ensure_demo_site, seed_profiles
 from segserver.storage.analytics import AnalyticsStore
 from segserver.storage.jobs import ShardReader
-from segserver.wiring import Services
+from segserver.wiring import Services, build_services
 
 PREVIEW_RULE = {"all": [
     {"attr": "country", "op": "in", "value": ["DE", "AT", "CH"]},
@@ -88,7 +88,7 @@ async def _expiry_lag(services: Services, site: str, visitors: int, seed: int,
 async def _run(url: str, visitors: int, probes: int) -> None:
     settings = load_settings(redis_url=url, key_prefix="sbench")
     engine.warm(settings.kernel_cache_dir)
-    services = Services.build(settings)
+    services = build_services(settings)
     await services.scripts.load_all()
     site = (await ensure_demo_site(services)).id
     seed = 1

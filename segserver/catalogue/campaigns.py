@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -195,6 +195,16 @@ def _list(body: dict[str, Any], name: str) -> list[Any]:
 CHECKS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "placement": check_placement, "content": check_content, "campaign": check_campaign,
 }  # fmt: skip
+
+
+def goal_index(campaigns: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """event type → campaigns that have it as a goal (every stored campaign: a paused one
+    still converts the visitors it exposed)."""
+    index: dict[str, list[str]] = {}
+    for cid in sorted(campaigns):
+        for goal in campaigns[cid].get("goals", ()):
+            index.setdefault(goal, []).append(cid)
+    return index
 
 
 class ItemService:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from segserver.catalogue.campaigns import ItemService
+from segserver.catalogue.campaigns import ItemService, goal_index
 from segserver.catalogue.segments import Segment, SegmentService
 from segserver.catalogue.sites import Site, SiteService, site_id_of_key
 from segserver.decide import Campaign, Policy
@@ -66,6 +66,11 @@ class SiteContext:
         """Stored slot → id of the active static segments (read from stored bits)."""
         return {s.slot: s.id for s in self.segments.values()
                 if s.type == "static" and s.status == "active"}  # fmt: skip
+
+    @cached_property
+    def goals(self) -> dict[str, list[str]]:
+        """event type → campaigns that have it as a goal."""
+        return goal_index(self.campaigns)
 
     def decision_campaigns(self) -> dict[str, Campaign]:
         """Active campaigns whose placement exists, as decide.py takes them."""

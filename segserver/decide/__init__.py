@@ -1,285 +1,58 @@
-"""Priority resolution: which campaign each placement shows to one visitor now.
-
-Pure: no I/O, time is a parameter. For every placement asked for, the winner is
-the eligible campaign with the highest priority (ties by id). Eligible: active, in
-schedule, audience matched (include any/all, exclude none), under every frequency
-cap, the site's interruptive limits not reached, its exclusive group not used by a
-higher-priority winner of this answer, and the visitor not in its holdout. A visitor
-in a campaign's holdout does not see it; the next candidate may take the placement,
-and the holdout exposure is reported (`Result.held_out`) so results can compare the
-arms. A visitor in the site's global holdout sees no campaign at all.
-
-Variant and holdout assignment use a versioned, salted hash of the visitor id
-(`bucket`), so they are sticky and reproducible offline.
+"""Pure decision policy (DESIGN.md "Decisions"): priority resolution with exclusive
+groups, holdouts and site-wide interruptive limits (`policy`), sticky A/B buckets
+(`buckets`), frequency-cap fields and the reserve-and-redecide rule (`caps`), and
+signed decision tokens (`tokens`). No I/O; time is a parameter.
 """
 
-from __future__ import annotations
+from segserver.decide.buckets import BUCKETS, HASH_VERSION, bucket
+from segserver.decide.caps import (
+    ROUNDS,
+    Counts,
+    Periods,
+    as_if_full,
+    cap_field,
+    cap_increments,
+    redecide,
+)
+from segserver.decide.policy import (
+    DAY,
+    Campaign,
+    Cap,
+    Considered,
+    Decision,
+    Policy,
+    Result,
+    Variant,
+    decide,
+    in_global_holdout,
+    in_holdout,
+    variant_of,
+)
+from segserver.decide.tokens import make_token, read_token
 
-import base64
-import hashlib
-import hmac
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
-import orjson
-
-HASH_VERSION = 1
-BUCKETS = 10_000  # resolution of percentages: 0.01 %
-DAY = 86400
-
-
-def bucket(visitor_id: str, salt: str) -> int:
-    """0 … 9 999, uniform and stable: blake2b-64 of `"<version>:<salt>:<visitor>"`,
-    little-endian, modulo 10 000 (test vectors in tests/unit/test_decide.py)."""
-    digest = hashlib.blake2b(f"{HASH_VERSION}:{salt}:{visitor_id}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "little") % BUCKETS
-
-
-@dataclass(frozen=True, slots=True)
-class Variant:
-    id: str
-    content: str
-    weight: float
-
-
-@dataclass(frozen=True, slots=True)
-class Cap:
-    per: str  # session | day | week | lifetime
-    max: int
-
-
-@dataclass(frozen=True)
-class Campaign:
-    id: str
-    placement: str
-    priority: int
-    variants: tuple[Variant, ...]
-    status: str = "active"
-    include: tuple[str, ...] = ()
-    match: str = "any"
-    exclude: tuple[str, ...] = ()
-    start: float | None = None
-    end: float | None = None
-    holdout: float = 0.0  # percent
-    group: str | None = None
-    caps: tuple[Cap, ...] = ()
-    goals: tuple[str, ...] = ()
-    interruptive: bool = False
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], interruptive: bool) -> Campaign:
-        aud, sched = data["audience"], data["schedule"]
-        return cls(
-            data["id"], data["placement"], data["priority"],
-            tuple(Variant(v["id"], v["content"], v["weight"]) for v in data["variants"]),
-            data["status"], tuple(aud["include"]), aud["match"], tuple(aud["exclude"]),
-            sched["start"], sched["end"], data["holdout"], data["group"],
-            tuple(Cap(c["per"], c["max"]) for c in data["caps"]), tuple(data["goals"]),
-            interruptive,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Policy:
-    interruptive_per_session: int | None = None
-    interruptive_per_day: int | None = None
-    holdout: float = 0.0  # percent of visitors who see no campaign
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> Policy:
-        data = data or {}
-        return cls(data.get("interruptive_per_session"), data.get("interruptive_per_day"),
-                   float(data.get("holdout", 0)))  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Periods:
-    """The visitor's current cap periods."""
-
-    session: int
-    day: int
-    week: int
-
-    @classmethod
-    def at(cls, now: float, session: int) -> Periods:
-        day = int(now // DAY)
-        return cls(session, day, (day + 3) // 7)  # weeks start on Monday (day 0: Thursday)
-
-    def of(self, per: str) -> int:
-        return {"session": self.session, "day": self.day, "week": self.week}.get(per, 0)
-
-
-def cap_field(campaign: str, per: str, periods: Periods) -> str:
-    """Field of the visitor's caps hash counting `campaign` ("*": every interruptive)."""
-    return f"{campaign}|{per}|{periods.of(per)}"
-
-
-@dataclass(frozen=True)
-class Counts:
-    """What the visitor was already served, from its caps hash (field → count)."""
-
-    fields: Mapping[str, int] = field(default_factory=dict)
-    periods: Periods = field(default_factory=lambda: Periods(0, 0, 0))
-
-    def of(self, campaign: str, per: str) -> int:
-        return int(self.fields.get(cap_field(campaign, per, self.periods), 0))
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    placement: str
-    campaign: str
-    variant: str
-    content: str
-
-
-@dataclass(frozen=True, slots=True)
-class Considered:
-    campaign: str
-    won: bool
-    reason: str  # why it lost (or "highest priority eligible")
-
-
-@dataclass
-class Result:
-    decisions: dict[str, Decision | None]
-    considered: dict[str, list[Considered]]
-    held_out: list[tuple[str, str]]  # (campaign, placement) the visitor is a control for
-    global_holdout: bool = False
-
-
-def variant_of(campaign: Campaign, visitor_id: str) -> Variant:
-    """Weighted, sticky: the visitor's bucket against the cumulative weights."""
-    total = sum(v.weight for v in campaign.variants)
-    point = (bucket(visitor_id, f"variant:{campaign.id}") + 0.5) / BUCKETS * total
-    running = 0.0
-    for variant in campaign.variants:
-        running += variant.weight
-        if point < running:
-            return variant
-    return [v for v in campaign.variants if v.weight > 0][-1]
-
-
-def in_holdout(campaign: Campaign, visitor_id: str) -> bool:
-    return bucket(visitor_id, f"holdout:{campaign.id}") < campaign.holdout * BUCKETS / 100
-
-
-def in_global_holdout(policy: Policy, visitor_id: str) -> bool:
-    return bucket(visitor_id, "holdout:*") < policy.holdout * BUCKETS / 100
-
-
-def _audience(c: Campaign, segments: frozenset[str]) -> bool:
-    if c.exclude and segments.intersection(c.exclude):
-        return False
-    if not c.include:
-        return True
-    if c.match == "all":
-        return segments.issuperset(c.include)
-    return bool(segments.intersection(c.include))
-
-
-def decide(
-    visitor_id: str, placements: Sequence[str], campaigns: Sequence[Campaign],
-    segments: frozenset[str], counts: Counts, policy: Policy, now: float,
-) -> Result:  # fmt: skip
-    wanted = list(dict.fromkeys(placements))
-    result = Result({p: None for p in wanted}, {p: [] for p in wanted}, [])
-    candidates = sorted((c for c in campaigns if c.placement in result.decisions),
-                        key=lambda c: (-c.priority, c.id))  # fmt: skip
-    if in_global_holdout(policy, visitor_id):
-        result.global_holdout = True
-        for c in candidates:
-            result.considered[c.placement].append(Considered(c.id, False, "global holdout"))
-        return result
-    groups: set[str] = set()
-    interruptive = 0
-
-    def lose(c: Campaign, reason: str) -> None:
-        result.considered[c.placement].append(Considered(c.id, False, reason))
-
-    for c in candidates:
-        if c.status != "active":
-            lose(c, f"status {c.status}")
-        elif (c.start is not None and now < c.start) or (c.end is not None and now >= c.end):
-            lose(c, "outside its schedule")
-        elif not _audience(c, segments):
-            lose(c, "audience not matched")
-        elif result.decisions[c.placement] is not None:
-            winner = result.decisions[c.placement]
-            lose(c, f"lower priority than {winner.campaign if winner else '?'}")
-        elif c.group is not None and c.group in groups:
-            lose(c, f"exclusive group {c.group} already used")
-        elif capped := next((cap for cap in c.caps if counts.of(c.id, cap.per) >= cap.max),
-                            None):  # fmt: skip
-            lose(c, f"frequency cap {capped.max} per {capped.per} reached")
-        elif c.interruptive and _over_policy(policy, counts, interruptive):
-            lose(c, "site-wide interruptive limit reached")
-        elif in_holdout(c, visitor_id):
-            lose(c, "visitor in the campaign's holdout")
-            result.held_out.append((c.id, c.placement))
-        else:
-            variant = variant_of(c, visitor_id)
-            result.decisions[c.placement] = Decision(c.placement, c.id, variant.id,
-                                                     variant.content)  # fmt: skip
-            result.considered[c.placement].append(Considered(c.id, True, "won"))
-            if c.group is not None:
-                groups.add(c.group)
-            interruptive += c.interruptive
-    return result
-
-
-def _over_policy(policy: Policy, counts: Counts, served_now: int) -> bool:
-    limits = (("session", policy.interruptive_per_session), ("day", policy.interruptive_per_day))
-    return any(limit is not None and counts.of("*", per) + served_now >= limit
-               for per, limit in limits)  # fmt: skip
-
-
-def cap_increments(
-    result: Result, campaigns: Mapping[str, Campaign], periods: Periods, policy: Policy
-) -> list[tuple[list[tuple[str, int]], str]]:
-    """Per served campaign with caps or interruptive: the (field, max) pairs to check and
-    increment atomically (max 0: no limit, only counted), and the campaign id."""
-    out = []
-    for decision in result.decisions.values():
-        if decision is None:
-            continue
-        c = campaigns[decision.campaign]
-        fields = [(cap_field(c.id, cap.per, periods), cap.max) for cap in c.caps]
-        if c.interruptive:
-            fields += [
-                (cap_field("*", "session", periods), policy.interruptive_per_session or 0),
-                (cap_field("*", "day", periods), policy.interruptive_per_day or 0),
-            ]
-        if fields:
-            out.append((fields, c.id))
-    return out
-
-
-# --- decision tokens: what impression / click / dismiss / conversion events carry ---
-
-
-def make_token(secret: bytes, site: str, decision: Decision, visitor_id: str, now: float) -> str:
-    """An opaque, signed reference to one served decision (no expiry: cached decisions
-    are reported for as long as the SDK shows them)."""
-    body = base64.urlsafe_b64encode(orjson.dumps(
-        [site, decision.campaign, decision.variant, decision.placement, visitor_id, int(now)]
-    )).rstrip(b"=")  # fmt: skip
-    mac = hmac.new(secret, body, hashlib.sha256).digest()[:12]
-    return f"{body.decode()}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
-
-
-def read_token(secret: bytes, token: str) -> dict[str, Any] | None:
-    """The decision a token names, or None if it is malformed or not signed by us."""
-    body, _, mac = token.partition(".")
-    try:
-        want = base64.urlsafe_b64encode(hmac.new(secret, body.encode(), hashlib.sha256)
-                                        .digest()[:12]).rstrip(b"=").decode()  # fmt: skip
-        if not hmac.compare_digest(want, mac):
-            return None
-        site, campaign, variant, placement, visitor, issued = orjson.loads(
-            base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))  # fmt: skip
-    except (ValueError, TypeError):
-        return None
-    return {"site": site, "campaign": campaign, "variant": variant, "placement": placement,
-            "visitor_id": visitor, "issued": issued}  # fmt: skip
+__all__ = [
+    "BUCKETS",
+    "DAY",
+    "HASH_VERSION",
+    "ROUNDS",
+    "Campaign",
+    "Cap",
+    "Considered",
+    "Counts",
+    "Decision",
+    "Periods",
+    "Policy",
+    "Result",
+    "Variant",
+    "as_if_full",
+    "bucket",
+    "cap_field",
+    "cap_increments",
+    "decide",
+    "in_global_holdout",
+    "in_holdout",
+    "make_token",
+    "read_token",
+    "redecide",
+    "variant_of",
+]

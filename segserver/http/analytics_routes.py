@@ -22,14 +22,11 @@ from aiohttp import web
 
 from segserver.catalogue.analytics import SegmentAnalytics, compile_expression, usable
 from segserver.catalogue.runtime import SiteContext
-from segserver.catalogue.segments import Segment
 from segserver.errors import ConflictError, SegserverError, ValidationError
-from segserver.http.keys import CLOCK, SERVICES, SETTINGS
+from segserver.http.keys import CLOCK, SERVICES
 from segserver.http.request import json_body, json_response, now
-from segserver.jobs.history import DAY, HistorySnapshotter
+from segserver.jobs.history import DAY
 from segserver.profile.identity import check_visitor_id
-from segserver.storage.analytics import AnalyticsStore
-from segserver.storage.jobs import ShardReader
 from segserver.wiring import Services
 
 log = logging.getLogger("segserver.http")
@@ -38,19 +35,10 @@ BASE = "/v1/admin/sites/{site}/segments"
 DEFAULT_SAMPLE = 5_000  # see segserver/catalogue/analytics.py
 
 
-def store_of(services: Services) -> AnalyticsStore:
-    return AnalyticsStore(services.clients.raw, services.scripts, services.keys)
-
-
-def analytics_of(services: Services) -> SegmentAnalytics:
-    return SegmentAnalytics(store_of(services), ShardReader(services.clients.raw, services.keys),
-                            services.settings.profile_ttl_days * 86400)  # fmt: skip
-
-
 async def _context(request: web.Request) -> tuple[Services, SiteContext, SegmentAnalytics]:
     services = request.app[SERVICES]
     ctx = await services.runtime.get(request.match_info["site"])
-    return services, ctx, analytics_of(services)
+    return services, ctx, services.analytics
 
 
 def _whole(body: dict[str, Any], name: str, default: int | None, lo: int, hi: int) -> int | None:
@@ -118,29 +106,11 @@ async def preview(request: web.Request) -> web.Response:
     return json_response({**out, "took_ms": round(1000 * (time.perf_counter() - started), 1)})
 
 
-async def _new_static(
-    request: web.Request, ctx: SiteContext, spec: Any, field: str, description: str
-) -> Segment:
-    """Create an (empty) active static segment from `{id, name?}` at `field`."""
-    services = request.app[SERVICES]
-    if not isinstance(spec, dict) or set(spec) - {"id", "name", "description", "tags"}:
-        raise ValidationError(f"{field}: must be an object with id and optional name, "
-                              "description, tags")  # fmt: skip
-    body = {"description": description, **spec, "type": "static", "status": "active"}
-    try:
-        seg = await services.segments.create(ctx.site.id, body, ctx.data.schema.layout,
-                                             ctx.data.vocab)  # fmt: skip
-    except (ValidationError, ConflictError) as exc:
-        raise type(exc)(f"{field}.{exc.message}", code=exc.code) from None
-    services.runtime.forget(ctx.site.id)
-    return seg
-
-
 @routes.post(BASE + "/query")
 async def query(request: web.Request) -> web.Response:
     """`{"expression": <expr>, "save_as"?: {"id", "name"}}` → count and sample; with
     save_as the result becomes a new static segment."""
-    _, ctx, analytics = await _context(request)
+    services, ctx, analytics = await _context(request)
     body = await json_body(request)
     if not isinstance(body, dict) or "expression" not in body:
         raise ValidationError("expression: required")
@@ -151,8 +121,8 @@ async def query(request: web.Request) -> web.Response:
     compile_expression(ctx, body["expression"])  # every 4xx before anything is written
     saved = None
     if "save_as" in body:
-        saved = await _new_static(request, ctx, body["save_as"], "save_as",
-                                  "Saved from a segment query")  # fmt: skip
+        saved = await services.edits.create_static(ctx, body["save_as"], "save_as",
+                                                   "Saved from a segment query")  # fmt: skip
     count, sample, result_keys = await analytics.query(ctx, body["expression"])
     out: dict[str, Any] = {"count": count, "sample": sample}
     if saved is not None:
@@ -217,12 +187,13 @@ async def upload(request: web.Request) -> web.Response:
 async def freeze(request: web.Request) -> web.Response:
     """`{"id": new id, "name"?: ...}` → a new static segment holding the members of
     `{segment}` now (its stored bitmaps as read at this moment)."""
-    _, ctx, analytics = await _context(request)
+    services, ctx, analytics = await _context(request)
     source = usable(ctx, request.match_info["segment"], "segment")
     spec = await json_body(request)
     at = now(request)
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
-    seg = await _new_static(request, ctx, spec, "body", f"Frozen from {source.id} at {when}")
+    seg = await services.edits.create_static(ctx, spec, "body",
+                                             f"Frozen from {source.id} at {when}")  # fmt: skip
     bitmaps = await analytics.store.segment_bitmaps(ctx.site.id, source.slot)
     ids = await analytics.members_of(ctx.site.id, bitmaps)
     await analytics.write_static(ctx.site.id, seg, ids, replace=True)
@@ -232,14 +203,10 @@ async def freeze(request: web.Request) -> web.Response:
 
 async def history_ctx(app: web.Application) -> AsyncIterator[None]:
     """Size-history snapshots in the background of every server process."""
-    settings = app[SETTINGS]
-    interval = settings.history_interval_seconds
-    retention = float(settings.history_retention_days)
     stop = asyncio.Event()
     task = None
-    if interval > 0:
-        services = app[SERVICES]
-        snapshots = HistorySnapshotter(services.runtime, store_of(services), interval, retention)
+    snapshots = app[SERVICES].history
+    if snapshots is not None:
         task = asyncio.create_task(snapshots.run_forever(app[CLOCK], stop))
     yield
     if task is not None:

@@ -30,7 +30,8 @@ from segserver.http.middlewares import (
     error_middleware,
     metrics_middleware,
 )
-from segserver.wiring import Services
+from segserver.http.webhooks import WebhookClient
+from segserver.wiring import build_services
 
 log = logging.getLogger("segserver.http")
 
@@ -40,12 +41,17 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     # Compile (or load from the on-disk cache) every rule kernel in a thread before
     # the first request: a JIT compile inside the event loop stalls every request.
     await asyncio.to_thread(engine.warm, settings.kernel_cache_dir)
-    services = Services.build(settings, app[REDIS_URL], app[CLOCK])
+    webhooks = WebhookClient(connections=settings.trigger_concurrency)
+    services = build_services(settings, url=app[REDIS_URL], clock=app[CLOCK],
+                              sender=webhooks.post_json)  # fmt: skip
     await services.scripts.load_all()
     app[SERVICES] = services
-    yield
-    await services.recomputer.cancel()
-    await services.close()
+    try:
+        yield
+    finally:
+        await services.recomputer.cancel()
+        await services.close()
+        await webhooks.close()
 
 
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:

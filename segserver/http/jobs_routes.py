@@ -9,7 +9,6 @@ from aiohttp import web
 from segserver.errors import ValidationError
 from segserver.http.keys import SERVICES
 from segserver.http.request import json_body, json_response, now
-from segserver.wiring import Services
 
 routes = web.RouteTableDef()
 BASE = "/v1/admin/sites/{site}/jobs"
@@ -21,11 +20,6 @@ def job_json(raw: dict[str, str]) -> dict[str, Any]:
     return {**raw, "done": done, "total": total, "percent": round(min(percent, 100.0), 1)}
 
 
-async def start_recompute(services: Services, site: str, at: float, cause: str) -> str:
-    total = await services.profiles.count(site)
-    return await services.recomputer.start(site, at, cause, total)
-
-
 @routes.post(BASE)
 async def create(request: web.Request) -> web.Response:
     """`{"kind": "recompute"}` → 202 with the job."""
@@ -34,7 +28,7 @@ async def create(request: web.Request) -> web.Response:
     body = await json_body(request)
     if not isinstance(body, dict) or body.get("kind") != "recompute":
         raise ValidationError('kind: must be "recompute"')
-    job = await start_recompute(services, ctx.site.id, now(request), "recompute")
+    job = await services.edits.recompute(ctx.site.id, now(request), "recompute")
     return json_response(job_json(await services.jobs.get(ctx.site.id, job)), status=202)
 
 

@@ -1,4 +1,4 @@
-"""Operations: liveness and readiness."""
+"""Operations: liveness, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -37,6 +37,13 @@ async def readyz(request: web.Request) -> web.Response:
         {"status": "ready" if ok else "not_ready", "redis": redis_ok, "scripts": scripts_ok},
         status=200 if ok else 503,
     )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of this process' metrics."""
+    body = request.app[SERVICES].metrics.exposition()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
 _CEILING = b'{"visitor_id":"v","segments":["everyone"],"decisions":{},"degraded":false}'

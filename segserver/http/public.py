@@ -1,21 +1,34 @@
-"""The public API: what websites and shop back ends call (site key)."""
+"""The public API: what websites and shop back ends call with a site key.
+Each handler parses, calls one flow and serialises."""
 
 from __future__ import annotations
 
-import logging
-
 from aiohttp import web
 
-from segserver.errors import StorageError, ValidationError
-from segserver.flows import pageview
-from segserver.http.keys import SERVICES, SETTINGS
+from segserver.errors import StorageError
+from segserver.flows.pageview import PageViewRequest
+from segserver.http.keys import SERVICES
+from segserver.http.middlewares import is_admin
 from segserver.http.request import json_body, json_response, now, site_of
-from segserver.membership import record_events
-from segserver.profile import codec
-from segserver.profile.events import Event
 
-log = logging.getLogger("segserver.http")
 routes = web.RouteTableDef()
+
+
+@routes.post("/v1/context")
+async def context(request: web.Request) -> web.Response:
+    """One round trip per page view: `{visitor_id, events, placements, explain?}` →
+    `{visitor_id, segments, decisions, events, degraded, catalogue_version, explain?}`."""
+    services = request.app[SERVICES]
+    body = await json_body(request)
+    req = PageViewRequest.parse(body, services.settings.max_events_per_request)
+    try:
+        ctx = await site_of(request, body)
+    except StorageError:  # Redis down and the site not cached: still answer the page
+        services.metrics.degraded.inc()
+        return json_response(services.pageviews.fallback(None, req).to_json())
+    may_explain = is_admin(request) or bool(ctx.site.options.get("explain_public"))
+    answer = await services.pageviews.handle(ctx, req, now(request), may_explain)
+    return json_response(answer.to_json())
 
 
 @routes.post("/v1/events")
@@ -24,53 +37,17 @@ async def post_events(request: web.Request) -> web.Response:
     (a bare list is accepted too) → 202 with a result per event."""
     body = await json_body(request)
     ctx = await site_of(request, body)
-    events = body.get("events") if isinstance(body, dict) else body
-    if not isinstance(events, list):
-        raise ValidationError("events: must be a list of events")
-    limit = request.app[SETTINGS].max_events_per_request
-    if len(events) > limit:
-        raise ValidationError(
-            f"events: more than {limit} events in one request", code="too_many_events"
-        )
-    if not events:
-        raise ValidationError("events: empty")
+    flow = request.app[SERVICES].events
+    answer = await flow.ingest(ctx, flow.parse(body), now(request))
+    return json_response(answer.to_json(), status=202)
+
+
+@routes.get("/v1/visitors/{visitor}/segments")
+async def visitor_segments(request: web.Request) -> web.Response:
+    """The visitor's segments now (evaluated at request time, never a stored bitset)."""
     services = request.app[SERVICES]
-    at = now(request)
-    result = await services.ingestor.ingest(ctx.data, events, at)
-    for r in result.results:
-        services.metrics.events.labels(r.status).inc()
-    rejected = [r for r in result.results if r.status == "rejected"]
-    if len(rejected) == len(result.results) and rejected[0].error is not None:
-        # nothing in the request was usable: a plain 400 naming the (first) field
-        first = rejected[0].error
-        raise ValidationError(
-            first.message,
-            code=first.code,
-            details={"results": [r.to_json() for r in result.results]},
-        )
-    try:
-        await record_events(services.membership, services.keys, ctx, result.profiles, at)
-    except StorageError as exc:  # the events are stored; expiry or the next event catch up
-        log.warning("site %s: membership not committed: %s", ctx.site.id, exc)
-    try:  # results and recommendation data are best effort, like membership above
-        await services.results.record_events(ctx.site.id, result.stored_events, at,
-                                             pageview.token_secret(services))  # fmt: skip
-        for vid, evs in _by_visitor(result.stored_events).items():
-            segments: list[str] = []
-            applied = result.applied.get(vid)
-            if applied is not None and any(e.type in ("product_view", "purchase") for e in evs):
-                features = codec.features(applied.profile, ctx.data.schema.layout)
-                segments = pageview.segments_of(ctx, features, applied.bits, at)
-            await services.recommender.record_events(ctx.site.id, evs, segments, at)
-    except StorageError as exc:
-        log.warning("site %s: results not recorded: %s", ctx.site.id, exc)
-    return json_response(
-        {"stored": result.stored, "results": [r.to_json() for r in result.results]}, status=202
-    )
-
-
-def _by_visitor(events: list[Event]) -> dict[str, list[Event]]:
-    out: dict[str, list[Event]] = {}
-    for ev in events:
-        out.setdefault(ev.visitor_id, []).append(ev)
-    return out
+    req = PageViewRequest.parse({"visitor_id": request.match_info["visitor"]}, 0)
+    ctx = await site_of(request)
+    segments, degraded = await services.pageviews.segments_now(ctx, req.visitor_id, now(request))
+    return json_response({"visitor_id": req.visitor_id, "segments": segments,
+                          "degraded": degraded})  # fmt: skip

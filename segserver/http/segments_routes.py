@@ -1,12 +1,12 @@
-"""Admin API: segments of a site (catalogue, versions)."""
+"""Admin API: segments of a site (catalogue, versions). Each handler parses, calls one
+flow and serialises."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from segserver.catalogue.segments import Segment, list_segments
-from segserver.errors import NotFoundError, ValidationError
-from segserver.http.jobs_routes import start_recompute
+from segserver.catalogue.segments import list_segments
+from segserver.errors import ValidationError
 from segserver.http.keys import SERVICES
 from segserver.http.request import json_body, json_response, now
 
@@ -44,15 +44,9 @@ async def list_(request: web.Request) -> web.Response:
 
 @routes.post(BASE)
 async def create(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    ctx = await services.runtime.get(request.match_info["site"])
-    seg = await services.segments.create(
-        ctx.site.id, await json_body(request), ctx.data.schema.layout, ctx.data.vocab
-    )
-    services.runtime.forget(ctx.site.id)
-    out = seg.to_json()
-    if seg.evaluated:
-        out["recompute_job"] = await start_recompute(services, ctx.site.id, now(request), "edit")
+    edits = request.app[SERVICES].edits
+    out = await edits.create_segment(request.match_info["site"], await json_body(request),
+                                     now(request))  # fmt: skip
     return json_response(out, status=201)
 
 
@@ -67,33 +61,16 @@ async def get(request: web.Request) -> web.Response:
 @routes.patch(BASE + "/{segment}")
 async def update(request: web.Request) -> web.Response:
     """Change a segment. The body carries `version`, the version the editor saw."""
-    services = request.app[SERVICES]
-    ctx = await services.runtime.get(request.match_info["site"])
-    sid = request.match_info["segment"]
-    before = await services.segments.get(ctx.site.id, sid)
-    seg = await services.segments.update(
-        ctx.site.id, sid, await json_body(request), ctx.data.schema.layout, ctx.data.vocab
-    )
-    return await _after_change(request, before, seg)
-
-
-async def _after_change(request: web.Request, before: Segment, seg: Segment) -> web.Response:
-    """Forget the cached program; recompute stored membership when evaluation changed."""
-    services = request.app[SERVICES]
-    site = request.match_info["site"]
-    services.runtime.forget(site)
-    out = seg.to_json()
-    if seg.evaluated != before.evaluated or (seg.evaluated and seg.rule != before.rule):
-        out["recompute_job"] = await start_recompute(services, site, now(request), "edit")
+    edits = request.app[SERVICES].edits
+    out = await edits.update_segment(request.match_info["site"], request.match_info["segment"],
+                                     await json_body(request), now(request))  # fmt: skip
     return json_response(out)
 
 
 @routes.delete(BASE + "/{segment}")
 async def delete(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    site = request.match_info["site"]
-    await services.segments.delete(site, request.match_info["segment"])
-    services.runtime.forget(site)
+    edits = request.app[SERVICES].edits
+    await edits.delete_segment(request.match_info["site"], request.match_info["segment"])
     return web.Response(status=204)
 
 
@@ -110,23 +87,7 @@ async def versions(request: web.Request) -> web.Response:
 async def rollback(request: web.Request) -> web.Response:
     """`{"to": <old version>, "version": <current version>}`: the old definition becomes
     the newest version (history is kept, never rewritten)."""
-    services = request.app[SERVICES]
-    ctx = await services.runtime.get(request.match_info["site"])
-    sid = request.match_info["segment"]
-    body = await json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("to"), int):
-        raise ValidationError("to: the version to roll back to (an integer)")
-    old = next(
-        (v for v in await services.segments.versions(ctx.site.id, sid)
-         if v["version"] == body["to"]), None,
-    )  # fmt: skip
-    if old is None:
-        raise NotFoundError(f"to: segment {sid!r} has no version {body['to']}")
-    change = {k: old[k] for k in ("name", "description", "tags", "type", "status",
-                                  "priority", "rule", "salt")}  # fmt: skip
-    before = await services.segments.get(ctx.site.id, sid)
-    seg = await services.segments.update(
-        ctx.site.id, sid, {**change, "version": body.get("version")},
-        ctx.data.schema.layout, ctx.data.vocab,
-    )  # fmt: skip
-    return await _after_change(request, before, seg)
+    edits = request.app[SERVICES].edits
+    out = await edits.rollback_segment(request.match_info["site"], request.match_info["segment"],
+                                       await json_body(request), now(request))  # fmt: skip
+    return json_response(out)

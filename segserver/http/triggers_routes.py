@@ -1,51 +1,32 @@
 """Triggers in the app: the admin API of subscriptions and dead letters, and the
-background delivery runner (`triggers_ctx`, after the services' context)."""
+background delivery runner (`triggers_ctx`, after the services' context; the runner
+and its HTTP client are built with the services)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from segserver.catalogue.triggers import TriggerService
 from segserver.errors import ValidationError
-from segserver.http.keys import CLOCK, SERVICES, SETTINGS
+from segserver.http.keys import SERVICES
 from segserver.http.request import json_body, json_response, now
-from segserver.http.webhooks import WebhookClient
-from segserver.jobs.triggers import DeadLetters, TriggerOptions, TriggerRunner, build_triggers
 
-
-@dataclass
-class Triggers:
-    service: TriggerService
-    runner: TriggerRunner
-    dead_letters: DeadLetters
-    client: WebhookClient
-
-
-TRIGGERS = web.AppKey("triggers", Triggers)
 #: Set to False before start-up to keep the runner from looping in the background
-#: (tests then step it with `app[TRIGGERS].runner.run_once(now)`).
+#: (tests then step it with `app[SERVICES].trigger_runner.run_once(now)`).
 TRIGGERS_BACKGROUND = web.AppKey("triggers_background", bool)
 
 
 async def triggers_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Wire the triggers on the app's services and run delivery until shutdown."""
+    """Run webhook delivery in the background until shutdown."""
     services = app[SERVICES]
-    options = TriggerOptions.from_settings(app[SETTINGS])
-    client = WebhookClient(connections=options.concurrency)
-    service, runner, dead = build_triggers(
-        services.clients.text, services.keys, client.post_json, options, app[CLOCK]
-    )
-    app[TRIGGERS] = Triggers(service, runner, dead, client)
     task = None
     # trigger_poll_seconds = 0 keeps delivery out of this process (other ones do it)
-    if app.get(TRIGGERS_BACKGROUND, True) and options.poll_seconds > 0:
-        task = asyncio.create_task(runner.run(), name="segserver-triggers")
+    if app.get(TRIGGERS_BACKGROUND, True) and services.settings.trigger_poll_seconds > 0:
+        task = asyncio.create_task(services.trigger_runner.run(), name="segserver-triggers")
     try:
         yield
     finally:
@@ -53,7 +34,6 @@ async def triggers_ctx(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await client.close()
 
 
 routes = web.RouteTableDef()
@@ -71,14 +51,14 @@ async def create_trigger(request: web.Request) -> web.Response:
     """→ 201 with the subscription and its `secret` (shown this once)."""
     site = await _site(request)
     body = await json_body(request)
-    sub = await request.app[TRIGGERS].service.create(site, body, now(request))
+    sub = await request.app[SERVICES].triggers.create(site, body, now(request))
     return json_response(sub.to_json(with_secret=True), status=201)
 
 
 @routes.get(_BASE)
 async def list_triggers(request: web.Request) -> web.Response:
     site = await _site(request)
-    subs = await request.app[TRIGGERS].service.list_all(site)
+    subs = await request.app[SERVICES].triggers.list_all(site)
     return json_response({"triggers": [s.to_json() for s in subs]})
 
 
@@ -88,7 +68,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     """`?subscription=&limit=` (default 100) → the newest dead letters and `total`."""
     site = await _site(request)
     limit = _int_param(request, "limit", 100, 1, 10_000)
-    total, items = await request.app[TRIGGERS].dead_letters.read(
+    total, items = await request.app[SERVICES].dead_letters.read(
         site, request.query.get("subscription"), limit
     )
     return json_response({"dead_letters": items, "total": total})
@@ -111,14 +91,14 @@ async def redrive_dead_letters(request: web.Request) -> web.Response:
     subscription = body.get("subscription")
     if subscription is not None and not isinstance(subscription, str):
         raise ValidationError("subscription: must be a trigger id")
-    count = await request.app[TRIGGERS].dead_letters.redrive(site, now(request), ids, subscription)
+    count = await request.app[SERVICES].dead_letters.redrive(site, now(request), ids, subscription)
     return json_response({"redriven": count})
 
 
 @routes.get(_BASE + "/{id}")
 async def get_trigger(request: web.Request) -> web.Response:
     site = await _site(request)
-    sub = await request.app[TRIGGERS].service.get(site, request.match_info["id"])
+    sub = await request.app[SERVICES].triggers.get(site, request.match_info["id"])
     return json_response(sub.to_json())
 
 
@@ -127,7 +107,7 @@ async def update_trigger(request: web.Request) -> web.Response:
     """`{url?, segments?, changes?, active?, version?}`; a stale `version` is 409."""
     site = await _site(request)
     body = await json_body(request)
-    sub = await request.app[TRIGGERS].service.update(
+    sub = await request.app[SERVICES].triggers.update(
         site, request.match_info["id"], body, now(request)
     )
     return json_response(sub.to_json())
@@ -136,7 +116,7 @@ async def update_trigger(request: web.Request) -> web.Response:
 @routes.delete(_BASE + "/{id}")
 async def delete_trigger(request: web.Request) -> web.Response:
     site = await _site(request)
-    await request.app[TRIGGERS].service.delete(site, request.match_info["id"])
+    await request.app[SERVICES].triggers.delete(site, request.match_info["id"])
     return web.Response(status=204)
 
 

@@ -12,14 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from segserver.errors import SegserverError, StorageError, ValidationError
+from segserver.errors import SegserverError, StorageError, StorageTimeout, ValidationError
 from segserver.profile.events import Event, EventCatalog, Limits, Plan, plan_ops, validate_event
 from segserver.profile.schema import Schema
 from segserver.profile.vocabulary import Vocabulary
 from segserver.storage.dictionary import DictionaryStore
 from segserver.storage.profiles import Applied, ProfileStore
 
-STORED, DUPLICATE, REJECTED, NOT_STORED = "stored", "duplicate", "rejected", "not_stored"
+STORED, DUPLICATE, REJECTED = "stored", "duplicate", "rejected"
+# Not applied, known: Redis refused or could not be reached before the write was sent.
+NOT_STORED = "not_stored"
+# Sent, answer not seen in time: it may have been applied. A retry with the same
+# event id is safe (never counted twice); without an event id it may double-count.
+PENDING = "pending"
 
 
 @dataclass
@@ -50,6 +55,15 @@ class EventResult:
 
 
 @dataclass
+class Prepared:
+    """Validated events: a result per event (rejected ones carry their error) and the
+    planned ops of the valid ones, (index, event, plan) in request order."""
+
+    results: list[EventResult]
+    planned: list[tuple[int, Event, Plan]]
+
+
+@dataclass
 class IngestResult:
     results: list[EventResult]
     profiles: dict[str, bytes]  # visitor id → profile after its batch
@@ -67,16 +81,16 @@ class Ingestor:
         self.dictionary = dictionary
         self.limits = limits
 
-    async def ingest(
+    def prepare(
         self,
         site: SiteData,
         raw_events: Sequence[Any],
         now: float,
         visitor_id: str | None = None,
         path: str = "events",
-    ) -> IngestResult:
-        """Store `raw_events`. With `visitor_id`, events belong to it (and omit their own),
-        and its profile is read even when no event is valid (a page view's lookup)."""
+    ) -> Prepared:
+        """Validate every event and plan its ops (pure: nothing is read or written). An
+        invalid event is marked rejected with its error; the others are planned."""
         results = [EventResult(i, REJECTED) for i in range(len(raw_events))]
         planned: list[tuple[int, Event, Plan]] = []
         for i, raw in enumerate(raw_events):
@@ -87,6 +101,16 @@ class Ingestor:
                 planned.append((i, event, plan_ops(event, site.catalog, self.limits)))
             except ValidationError as exc:
                 results[i].error = exc
+        return Prepared(results, planned)
+
+    async def store(
+        self, site: SiteData, prepared: Prepared, now: float, visitor_id: str | None = None
+    ) -> IngestResult:
+        """Apply the planned events, per visitor atomically and in order. With
+        `visitor_id`, its profile is read even when no event is valid (a page view's
+        lookup), and a failure to reach Redis for it raises."""
+        results = prepared.results
+        planned = prepared.planned
         await self._encode_strings(site, [p for _, _, p in planned])
 
         by_visitor: dict[str, list[tuple[int, Event, Plan]]] = defaultdict(list)
@@ -109,7 +133,7 @@ class Ingestor:
                 done = await self.profiles.apply(site.id, vid, template, batch, now)
             except StorageError as exc:
                 for i, _, _ in items:
-                    results[i] = EventResult(i, NOT_STORED, exc)
+                    results[i] = EventResult(i, PENDING if _maybe_done(exc) else NOT_STORED, exc)
                 if vid == visitor_id:
                     read_error.append(exc)
                 return
@@ -120,14 +144,30 @@ class Ingestor:
                 if ok:
                     stored_events.append(ev)
 
-        await asyncio.gather(*(apply(v, items) for v, items in by_visitor.items()))
+        if len(by_visitor) == 1:  # the page-view case: no task, no extra loop turn
+            ((vid, items),) = by_visitor.items()
+            await apply(vid, items)
+        else:
+            await asyncio.gather(*(apply(v, items) for v, items in by_visitor.items()))
         if read_error:
             raise read_error[0]
-        failed = [r for r in results if r.status == NOT_STORED]
+        failed = [r for r in results if r.status in (NOT_STORED, PENDING)]
         if failed and len(failed) == len(planned):
             assert failed[0].error is not None
             raise failed[0].error
         return IngestResult(results, profiles, applied, stored_events)
+
+    async def ingest(
+        self,
+        site: SiteData,
+        raw_events: Sequence[Any],
+        now: float,
+        visitor_id: str | None = None,
+        path: str = "events",
+    ) -> IngestResult:
+        """`prepare` then `store`."""
+        prepared = self.prepare(site, raw_events, now, visitor_id, path)
+        return await self.store(site, prepared, now, visitor_id)
 
     async def _encode_strings(self, site: SiteData, plans: Sequence[Plan]) -> None:
         missing: dict[str, set[str]] = defaultdict(set)
@@ -146,3 +186,9 @@ def _code(vocab: Vocabulary, attr: str, value: str) -> int:
     code = vocab.of(attr).code(value)
     assert code is not None, (attr, value)  # _encode_strings ran first
     return code
+
+
+def _maybe_done(exc: StorageError) -> bool:
+    """Could the write behind `exc` have been applied anyway? A time-out: yes (the
+    script may have run; only its answer is missing)."""
+    return isinstance(exc, StorageTimeout)

@@ -22,11 +22,13 @@ class VisitorKeys:
     bits: str  # string bitmap: bit = segment slot
     history: str
     caps: str  # hash: frequency-cap counters
+    arms: str  # hash: campaign -> arm of the first exposure (storage/results.py)
+    recent: str  # list: recently viewed products (storage/recommendations.py)
 
     def all(self) -> list[str]:
         """Every per-visitor key (the shard-wide ones excluded)."""
         return [self.profile, self.event_ids, self.membership, self.bits, self.history,
-                self.caps]  # fmt: skip
+                self.caps, self.arms, self.recent]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ class Keys:
             f"{base}:mb:{visitor_id}",
             f"{base}:h:{visitor_id}",
             f"{base}:caps:{visitor_id}",
+            f"{base}:arms:{visitor_id}",
+            f"{base}:rv:{visitor_id}",
         )
 
     def shard_key(self, site: str, shard: int, name: str) -> str:
@@ -70,6 +74,16 @@ class Keys:
     def segment_bitmap(self, site: str, shard: int, slot: int) -> str:
         """Bitmap of one segment's members in the shard (bit = visitor ordinal)."""
         return self.shard_key(site, shard, f"seg:{slot}")
+
+    def results(self, site: str, shard: int, campaign: str) -> str:
+        """Hash of one campaign's result counters in the shard (summed over shards)."""
+        return self.shard_key(site, shard, f"res:{campaign}")
+
+    def popularity(self, site: str, shard: int, segment: str | None, kind: str, day: int) -> str:
+        """Sorted set product -> views ("v") or units bought ("b") on one UTC day, by the
+        shard's visitors (of `segment`, or all); summed over shards when read."""
+        scope = "" if segment is None else f"s:{segment}:"
+        return self.shard_key(site, shard, f"pop:{scope}{kind}:{day}")
 
     def profile_pattern(self, site: str, shard: int) -> str:
         """SCAN pattern of one shard's profiles."""

@@ -1,11 +1,10 @@
 """Stored membership: per visitor a bitmap by segment slot (`mb:<visitor>`) and the
 version of the evaluation stored (hash `m:<visitor>`: v = profile version,
 t = evaluation time); per shard one bitmap per segment over visitor ordinals, the
-change stream, visitor histories and the exact-expiry set. Written only by
-lua/commit_membership.lua.
-
-Bit order is Redis' (SETBIT/GETBIT): bit i is the (7 - i % 8)-th bit of byte i // 8,
-as `np.packbits(..., bitorder="big")` lays it out.
+change stream, visitor histories and the exact-expiry set. Written by
+lua/commit_membership.lua (expiry, recompute, and a page view whose read went stale)
+and lua/finish_visitor.lua (page views and events, storage.finish). Bit order: see
+segserver.bitsets.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from segserver.bitsets import bitmap_slots
 from segserver.storage.client import Client
 from segserver.storage.errors import wrapped
 from segserver.storage.keys import Keys
@@ -36,12 +36,6 @@ class Stored:
     def slots(self) -> npt.NDArray[np.int64]:
         """Slots whose bit is set."""
         return bitmap_slots(self.bits)
-
-
-def bitmap_slots(bits: bytes | None) -> npt.NDArray[np.int64]:
-    """Positions of the set bits of a Redis bitmap."""
-    unpacked = np.unpackbits(np.frombuffer(bits or b"", np.uint8), bitorder="big")
-    return np.flatnonzero(unpacked).astype(np.int64)
 
 
 @dataclass
@@ -114,33 +108,6 @@ class MembershipStore:
 
 
 @dataclass
-class CapStore:
-    """Frequency-cap counters per visitor (lua/reserve_caps.lua)."""
-
-    scripts: Scripts
-    keys: Keys
-    ttl_seconds: int = 400 * 86400
-
-    async def reserve(
-        self, site: str, visitor_id: str, groups: Sequence[Sequence[tuple[str, int]]],
-        periods: tuple[int, int, int],
-    ) -> list[bool]:  # fmt: skip
-        """Check and count each group of (field, max) atomically; False where a cap was
-        reached meanwhile (nothing counted for that group)."""
-        if not groups:
-            return []
-        args: list[str | int] = [self.ttl_seconds, len(groups)]
-        for fields in groups:
-            args.append(len(fields))
-            for name, limit in fields:
-                args += [name, limit]
-        args += [str(p) for p in periods]
-        result = await self.scripts.call("reserve_caps", [self.keys.visitor(site, visitor_id).caps],
-                                         args)  # fmt: skip
-        return [bool(r) for r in result]
-
-
-@dataclass
 class DueStore:
     """The exact-expiry queue of each shard (see lua/claim_due.lua)."""
 
@@ -168,8 +135,3 @@ class DueStore:
                 [self.keys.visitor(site, vid).profile for vid in visitor_ids]
             )
         return result
-
-    async def next_due(self, site: str, shard: int) -> float | None:
-        with wrapped("reading the due set"):
-            first = await self.client.zrange(self.keys.due(site, shard), 0, 0, withscores=True)
-        return float(first[0][1]) if first else None

@@ -8,11 +8,11 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from segserver.bitsets import bitmap_slots
 from segserver.errors import StorageError
 from segserver.profile.identity import visitor_hash
 from segserver.storage.client import Client
 from segserver.storage.keys import Keys
-from segserver.storage.membership import bitmap_slots
 from segserver.storage.scripts import Scripts
 
 

@@ -20,7 +20,7 @@ from segserver.config import load_settings
 from segserver.demo import DEMO_SCHEMA, seed_profiles
 from segserver.storage.analytics import AnalyticsStore
 from segserver.storage.jobs import ShardReader
-from segserver.wiring import Services
+from segserver.wiring import Services, build_services
 
 pytestmark = pytest.mark.cluster
 NOW = 1_790_000_000.0
@@ -31,7 +31,7 @@ async def cluster_services(cluster_url: str, tmp_path: Path) -> AsyncIterator[Se
     settings = load_settings(
         redis_url=cluster_url, key_prefix=f"c{uuid.uuid4().hex[:10]}", data_dir=str(tmp_path)
     )
-    svc = Services.build(settings, clock=lambda: NOW)
+    svc = build_services(settings, clock=lambda: NOW)
     await svc.scripts.load_all()
     yield svc
     await svc.close()

@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from segserver.config import load_settings
 from segserver.errors import ConflictError
-from segserver.wiring import Services
+from segserver.wiring import Services, build_services
 
 pytestmark = pytest.mark.cluster
 
@@ -22,7 +22,7 @@ async def svc(cluster_url: str, tmp_path: Path) -> AsyncIterator[Services]:
     settings = load_settings(
         redis_url=cluster_url, key_prefix=f"k{uuid.uuid4().hex[:10]}", data_dir=str(tmp_path)
     )
-    services = Services.build(settings, clock=lambda: 1_790_000_000.0)
+    services = build_services(settings, clock=lambda: 1_790_000_000.0)
     await services.scripts.load_all()
     yield services
     await services.close()

@@ -13,7 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from segserver.config import load_settings
 from segserver.profile import codec
-from segserver.wiring import Services
+from segserver.wiring import Services, build_services
 
 pytestmark = pytest.mark.cluster
 
@@ -23,7 +23,7 @@ async def cluster_services(cluster_url: str, tmp_path: Path) -> AsyncIterator[Se
     settings = load_settings(
         redis_url=cluster_url, key_prefix=f"c{uuid.uuid4().hex[:10]}", data_dir=str(tmp_path)
     )
-    svc = Services.build(settings, clock=lambda: 1_790_000_000.0)
+    svc = build_services(settings, clock=lambda: 1_790_000_000.0)
     await svc.scripts.load_all()
     yield svc
     await svc.close()

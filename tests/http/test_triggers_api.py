@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from segserver.config import Settings
 from segserver.http import create_app
-from segserver.http.triggers_routes import TRIGGERS, TRIGGERS_BACKGROUND, routes, triggers_ctx
+from segserver.http.keys import SERVICES
+from segserver.http.triggers_routes import TRIGGERS_BACKGROUND
 from segserver.profile.identity import shard_of
 from segserver.storage.keys import Keys
 from tests.conftest import Clock, admin_headers
@@ -38,10 +39,6 @@ def settings(settings: Settings) -> Settings:
 
 def triggers_app(settings: Settings, clock: Clock, background: bool) -> web.Application:
     app = create_app(settings, clock=clock)
-    if not any(r.canonical == BASE.replace("shop", "{site}") for r in app.router.resources()):
-        # until http/app.py mounts them
-        app.add_routes(routes)
-        app.cleanup_ctx.append(triggers_ctx)
     app[TRIGGERS_BACKGROUND] = background
     return app
 
@@ -166,7 +163,7 @@ async def test_delivery_dead_letters_and_redrive_through_the_api(
     raw_redis: aioredis.Redis,
     settings: Settings,
 ) -> None:
-    runner = client.app[TRIGGERS].runner
+    runner = client.app[SERVICES].trigger_runner
     ok = await create(client, receiver, "ok")
     down = await create(client, receiver, "down", changes="exited")
     receiver.failures["down"] = -1

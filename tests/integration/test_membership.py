@@ -15,7 +15,6 @@ import redis.asyncio as aioredis
 from segserver.catalogue.runtime import SiteContext
 from segserver.config import Settings
 from segserver.jobs.expiry import ExpiryScheduler
-from segserver.membership import record_events
 from segserver.wiring import Services
 from tests.conftest import Clock
 
@@ -41,8 +40,9 @@ async def shop(services: Services) -> SiteContext:
 
 async def send(services: Services, ctx: SiteContext, vid: str, events: list[dict[str, Any]],
                now: float) -> None:  # fmt: skip
+    """Events of one visitor, then the shared after-events step (evaluate, finish)."""
     result = await services.ingestor.ingest(ctx.data, events, now, visitor_id=vid)
-    await record_events(services.membership, services.keys, ctx, result.profiles, now)
+    await services.pageviews.after.after_batch(ctx, result, now)
 
 
 async def changes(services: Services, settings: Settings) -> list[tuple[str, str, str, str]]:

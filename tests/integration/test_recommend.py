@@ -4,12 +4,16 @@ drop out), popular in a segment."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
 from segserver.profile.events import Event
-from segserver.recommend import Recommender, purchased
+from segserver.recommend import Recommender, purchased, signals_of
+from segserver.storage.finish import Finish, FinishStore
 from segserver.storage.recommendations import RecommendationStore
 from segserver.wiring import Services
 from tests.conftest import Clock
@@ -17,13 +21,35 @@ from tests.conftest import Clock
 DAY = 86400.0
 
 
+@dataclass
+class Recorder:
+    """Writes what a batch of stored events adds for the strategies, per visitor, the way
+    the after-events step does (one lua/finish_visitor.lua call each), and reads them
+    back through the Recommender."""
+
+    finish: FinishStore
+    rec: Recommender
+
+    async def record_events(
+        self, site: str, events: Sequence[Event], segments: Sequence[str], now: float
+    ) -> None:
+        by_visitor: dict[str, list[Event]] = defaultdict(list)
+        for ev in events:
+            by_visitor[ev.visitor_id].append(ev)
+        for vid, evs in by_visitor.items():
+            recent, popularity = signals_of(evs, segments, now)
+            await self.finish.finish(site, vid, Finish(recent=recent, popularity=popularity), now)
+
+    async def products(self, *args: Any) -> list[str]:
+        return await self.rec.products(*args)
+
+
 def recommender(
     services: Services, cache_seconds: float = 0.0, length: int = 20, weight: float = 5.0
-) -> Recommender:
-    store = RecommendationStore(
-        services.clients.raw, services.scripts, services.keys, recent_length=length
-    )
-    return Recommender(store, purchase_weight=weight, cache_seconds=cache_seconds)
+) -> Recorder:
+    store = RecommendationStore(services.clients.raw, services.scripts, services.keys)
+    finish = replace(services.pageviews.after.finish_store, recent_length=length)
+    return Recorder(finish, Recommender(store, purchase_weight=weight, cache_seconds=cache_seconds))
 
 
 def view(vid: str, product: str, ts: float, **props: Any) -> Event:
@@ -145,6 +171,9 @@ async def test_rankings_are_cached_per_process(services: Services, clock: Clock)
     clock.advance(59)
     assert await rec.products("shop", "v", popular(), clock()) == ["a"]
     clock.advance(1)
+    # stale: still served while one background read renews it, then the new ranking
+    assert await rec.products("shop", "v", popular(), clock()) == ["a"]
+    await rec.rec.renewed()
     assert await rec.products("shop", "v", popular(), clock()) == ["b", "a"]
 
 

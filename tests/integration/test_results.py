@@ -4,6 +4,8 @@ summary with its z-test, and the admin route."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,7 +17,8 @@ from segserver.config import Settings
 from segserver.errors import NotFoundError
 from segserver.http import create_app, results_routes
 from segserver.profile.events import Event
-from segserver.results import HOLDOUT, Results, two_proportion_z
+from segserver.results import HOLDOUT, Results, outcomes_of, two_proportion_z
+from segserver.storage.finish import Finish, Serve
 from segserver.storage.results import ResultStore
 from segserver.wiring import Services
 from tests.conftest import Clock, admin_headers
@@ -40,16 +43,44 @@ BANNER = {
 
 
 def store_of(services: Services) -> ResultStore:
-    return ResultStore(services.clients.raw, services.scripts, services.keys)
+    return ResultStore(services.clients.raw, services.keys)
+
+
+class Recorded(Results):
+    """The summary, plus recording the way the request path does: each visitor's served
+    decisions and stored events in its finishing write (lua/finish_visitor.lua)."""
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(store_of(services), services.runtime)
+        self.finish = services.pageviews.after.finish_store
+
+    async def record_decisions(
+        self, site: str, visitor_id: str, served: Sequence[decide.Decision],
+        held_out: Sequence[tuple[str, str]], now: float,
+    ) -> None:  # fmt: skip
+        serves = [Serve(d.campaign, d.variant) for d in served]
+        serves += [Serve(c, HOLDOUT) for c, _ in held_out]
+        await self.finish.finish(site, visitor_id, Finish(served=serves), now)
+
+    async def record_events(
+        self, site: str, events: Sequence[Event], now: float, secret: bytes
+    ) -> None:
+        goals = (await self.runtime.get(site)).goals
+        by_visitor: dict[str, list[Event]] = defaultdict(list)
+        for ev in events:
+            by_visitor[ev.visitor_id].append(ev)
+        for vid, evs in by_visitor.items():
+            outcomes = outcomes_of(evs, goals, secret, site)
+            await self.finish.finish(site, vid, Finish(outcomes=outcomes), now)
 
 
 @pytest_asyncio.fixture
-async def results(services: Services) -> Results:
+async def results(services: Services) -> Recorded:
     for site in ("shop", "other"):
         await services.sites.create({"id": site, "name": site})
         for campaign in (RESCUE, BANNER):
             await services.items["campaign"].create(site, campaign)
-    return Results(store_of(services), services.runtime)
+    return Recorded(services)
 
 
 def served(campaign: str, variant: str, placement: str = "home_popup") -> decide.Decision:
@@ -71,13 +102,13 @@ def event(vid: str, etype: str, ts: float, **props: Any) -> Event:
 
 
 async def test_exposure_counted_once_per_visitor_and_campaign(
-    results: Results, services: Services, clock: Clock
+    results: Recorded, services: Services, clock: Clock
 ) -> None:
     for _ in range(3):
         await results.record_decisions("shop", "ann", [served("rescue", "a")], [], clock())
         clock.advance(60)
     # another process (no in-memory memo) counts nothing twice either
-    fresh = Results(store_of(services), services.runtime)
+    fresh = Recorded(services)
     await fresh.record_decisions("shop", "ann", [served("rescue", "a")], [], clock())
     await results.record_decisions("shop", "bob", [served("rescue", "b")], [], clock())
     await results.record_decisions("shop", "cid", [], [("rescue", "home_popup")], clock())
@@ -91,10 +122,10 @@ async def test_exposure_counted_once_per_visitor_and_campaign(
 
 
 async def test_the_first_arm_stays_the_visitors_arm(
-    results: Results, services: Services, clock: Clock
+    results: Recorded, services: Services, clock: Clock
 ) -> None:
     await results.record_decisions("shop", "ann", [], [("rescue", "home_popup")], clock())
-    fresh = Results(store_of(services), services.runtime)
+    fresh = Recorded(services)
     clock.advance(60)
     await fresh.record_decisions("shop", "ann", [served("rescue", "b")], [], clock())
     assert await store_of(services).arms_of("shop", "ann") == {"rescue": HOLDOUT}
@@ -103,7 +134,7 @@ async def test_the_first_arm_stays_the_visitors_arm(
     assert all(v["exposed"] == 0 for v in summary["variants"])
 
 
-async def test_holdout_conversions_are_attributed_once(results: Results, clock: Clock) -> None:
+async def test_holdout_conversions_are_attributed_once(results: Recorded, clock: Clock) -> None:
     t0 = clock()
     await results.record_decisions("shop", "hal", [], [("rescue", "home_popup")], t0)
     await results.record_decisions("shop", "vic", [served("rescue", "a")], [], t0)
@@ -133,7 +164,7 @@ async def test_holdout_conversions_are_attributed_once(results: Results, clock: 
     assert (await results.summary("shop", "banner"))["variants"][0]["conversions"] == 0
 
 
-async def test_goal_before_any_exposure_does_not_count(results: Results, clock: Clock) -> None:
+async def test_goal_before_any_exposure_does_not_count(results: Recorded, clock: Clock) -> None:
     await results.record_events(
         "shop", [event("eve", "purchase", clock(), value=1.0)], clock(), SECRET
     )
@@ -145,7 +176,7 @@ async def test_goal_before_any_exposure_does_not_count(results: Results, clock: 
 
 
 async def test_feedback_counts_per_variant_and_ignores_bad_tokens(
-    results: Results, clock: Clock
+    results: Recorded, clock: Clock
 ) -> None:
     ann, bob = token("ann", variant="a"), token("bob", variant="b")
     events = [
@@ -177,7 +208,7 @@ async def test_feedback_counts_per_variant_and_ignores_bad_tokens(
     assert (await results.summary("shop", "rescue"))["variants"][0]["clicks"] == 1
 
 
-async def test_summary_lift_and_p_value(results: Results, clock: Clock) -> None:
+async def test_summary_lift_and_p_value(results: Recorded, clock: Clock) -> None:
     t0 = clock()
     for i in range(40):
         vid = f"v{i}"
@@ -204,7 +235,7 @@ async def test_summary_lift_and_p_value(results: Results, clock: Clock) -> None:
 
 
 async def test_campaign_without_holdout_and_unknown_campaign(
-    results: Results, clock: Clock
+    results: Recorded, clock: Clock
 ) -> None:
     await results.record_decisions("shop", "ann", [served("banner", "a", "hero")], [], clock())
     summary = await results.summary("shop", "banner")
@@ -215,7 +246,7 @@ async def test_campaign_without_holdout_and_unknown_campaign(
 
 
 async def test_scripts_reload_after_script_flush(
-    results: Results, services: Services, clock: Clock
+    results: Recorded, services: Services, clock: Clock
 ) -> None:
     await services.clients.raw.script_flush()
     await results.record_decisions("shop", "ann", [served("rescue", "a")], [], clock())
