@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(64, ge=1, le=10000)
     redis_timeout_ms: int = Field(2000, ge=1, le=600_000)
     redis_budget_ms: int = Field(50, ge=1, le=60_000)
+    redis_multiplex: bool = True
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)

@@ -114,8 +114,8 @@ def build_services(
     s = settings
     visitor_ttl = s.profile_ttl_days * DAY
     metrics = Metrics()
-    clients = create_clients(s, url)
-    scripts = Scripts(clients.raw)
+    clients = create_clients(s, url, on_round_trip=metrics.redis_round_trips.inc)
+    scripts = Scripts(clients.raw, clients.fast)
     keys = Keys(s.key_prefix, s.shards)
     records = Records(clients.text, s.key_prefix)
     catalogue = CatalogueStore(clients.text, s.key_prefix, Scripts(clients.text))

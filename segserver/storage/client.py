@@ -1,40 +1,67 @@
 """Redis clients: single node (redis://, rediss://, unix://) or Redis Cluster
-(redis+cluster://, rediss+cluster://), with pools that wait for a free connection
-instead of raising (redis-py's default pool raises past 100 connections).
+(redis+cluster://, rediss+cluster://, several seed nodes allowed:
+`redis+cluster://h1:7000,h2:7001`), with pools that wait for a free connection instead
+of raising (redis-py's default pool raises past 100 connections); and the page view's
+multiplexed client (storage.multiplex) on the same servers.
+
+Every round trip is counted (`on_round_trip`): redis-py's by its connections' sends (a
+pipeline is one), the multiplexer's per command. `segserver bench http` reports the
+count per request from /metrics, so "two round trips per page view" is measured.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import RedisSSLContext, SSLConnection, UnixDomainSocketConnection
 
 from segserver.config import Settings
-from segserver.errors import ConfigError
+from segserver.errors import ConfigError, StorageError
+from segserver.storage.multiplex import Address, Multiplexer, NodeOptions, slot_of
 
 # redis.asyncio.Redis | RedisCluster; typed Any because redis-om's dependency on
 # types-redis (stubs of redis 4) shadows redis 8's own annotations (see pyproject).
 Client: TypeAlias = Any
+Tick = Callable[[], None]
 
 
 @dataclass
 class Clients:
-    """`raw` answers bytes (profiles); `text` decodes to str (catalogue, redis-om)."""
+    """`raw` answers bytes (profiles); `text` decodes to str (catalogue, redis-om);
+    `fast` runs the page view's scripts (None: redis-py does, setting
+    `redis_multiplex = false`)."""
 
     raw: Client
     text: Client
     cluster: bool
     url: str
+    fast: Multiplexer | None = None
 
     async def close(self) -> None:
+        if self.fast is not None:
+            self.fast.close()
         await self.raw.aclose()
         await self.text.aclose()
 
 
-def _single(url: str, decode: bool, settings: Settings) -> aioredis.Redis:
+def _counting(cls: type[Any], tick: Tick) -> type[Any]:
+    """`cls` (a redis-py connection class) counting each send: one per round trip."""
+
+    class Counting(cls):  # type: ignore[misc]
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            tick()
+            await super().send_packed_command(command, check_health)
+
+    return Counting
+
+
+def _single(url: str, decode: bool, settings: Settings, tick: Tick | None) -> aioredis.Redis:
     timeout = settings.redis_timeout_ms / 1000
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
@@ -45,24 +72,48 @@ def _single(url: str, decode: bool, settings: Settings) -> aioredis.Redis:
         socket_connect_timeout=timeout,
         health_check_interval=30,
     )
+    if tick is not None:
+        pool.connection_class = _counting(pool.connection_class, tick)
     return aioredis.Redis.from_pool(pool)
 
 
-def _cluster(url: str, decode: bool, settings: Settings) -> RedisCluster:
-    timeout = settings.redis_timeout_ms / 1000
+def _seeds(url: str) -> tuple[str, list[ClusterNode]]:
+    """A cluster URL without `+cluster`, and its seed nodes (comma-separated hosts)."""
     plain = url.replace("+cluster", "", 1)
+    parts = urlsplit(plain)
+    hosts = parts.netloc.rpartition("@")[2]
+    seeds = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"redis_url: {item!r} is not host:port (cluster seed node)")
+        seeds.append(ClusterNode(host.strip("[]"), int(port)))
+    first = plain.replace(hosts, hosts.split(",")[0], 1)
+    return first, seeds
+
+
+def _cluster(url: str, decode: bool, settings: Settings, tick: Tick | None) -> RedisCluster:
+    timeout = settings.redis_timeout_ms / 1000
+    first, seeds = _seeds(url)
     # RedisCluster raises MaxConnectionsError when a node's pool is exhausted rather
     # than waiting; the cap is generous and callers bound their own concurrency.
-    return RedisCluster.from_url(
-        plain,
+    client = RedisCluster.from_url(
+        first,
+        startup_nodes=seeds,
         decode_responses=decode,
         max_connections=max(settings.redis_max_connections, 256),
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
     )
+    if tick is not None:
+        kwargs = client.nodes_manager.connection_kwargs
+        kwargs["connection_class"] = _counting(kwargs.get("connection_class"), tick)
+    return client
 
 
-def create_clients(settings: Settings, url: str | None = None) -> Clients:
+def create_clients(
+    settings: Settings, url: str | None = None, on_round_trip: Tick | None = None
+) -> Clients:
     """Build the clients for `url` (default: settings.redis_url). Nothing connects yet."""
     url = url or settings.redis_url
     if not url:
@@ -70,9 +121,52 @@ def create_clients(settings: Settings, url: str | None = None) -> Clients:
     cluster = "+cluster://" in url
     make: Any = _cluster if cluster else _single
     try:
-        return Clients(make(url, False, settings), make(url, True, settings), cluster, url)
+        raw = make(url, False, settings, on_round_trip)
+        clients = Clients(raw, make(url, True, settings, None), cluster, url)
     except ValueError as exc:
         raise ConfigError(f"redis_url: {exc}") from exc
+    if settings.redis_multiplex:
+        clients.fast = _multiplexer(raw, cluster, settings, on_round_trip)
+    return clients
+
+
+def _multiplexer(raw: Client, cluster: bool, settings: Settings, tick: Tick | None) -> Multiplexer:
+    timeout = settings.redis_timeout_ms / 1000
+    if cluster:
+        manager = raw.nodes_manager
+        kw = manager.connection_kwargs
+
+        def route(key: bytes) -> Address:
+            try:
+                node = manager.get_node_from_slot(slot_of(key))
+            except Exception as exc:  # no slot map yet, or a slot not covered now
+                raise StorageError(f"no Redis Cluster node for this key: {exc}") from exc
+            return (node.host, int(node.port))
+
+        options = NodeOptions(kw.get("username"), kw.get("password"), 0,
+                              _ssl(kw) if kw.get("connection_class") is SSLConnection else None,
+                              timeout)  # fmt: skip
+        return Multiplexer(route, options, refresh=manager.initialize, on_send=tick)
+    pool = raw.connection_pool
+    kw = pool.connection_kwargs
+    address: Address
+    if issubclass(pool.connection_class, UnixDomainSocketConnection):
+        address = str(kw["path"])
+    else:
+        address = (str(kw.get("host", "localhost")), int(kw.get("port", 6379)))
+    ssl_context = _ssl(kw) if issubclass(pool.connection_class, SSLConnection) else None
+    options = NodeOptions(kw.get("username"), kw.get("password"), int(kw.get("db") or 0),
+                          ssl_context, timeout)  # fmt: skip
+    return Multiplexer(lambda _: address, options, on_send=tick)
+
+
+def _ssl(kw: dict[str, Any]) -> Any:
+    """The SSL context redis-py would use for these connection settings."""
+    return RedisSSLContext(
+        keyfile=kw.get("ssl_keyfile"), certfile=kw.get("ssl_certfile"),
+        cert_reqs=kw.get("ssl_cert_reqs", "required"), ca_certs=kw.get("ssl_ca_certs"),
+        ca_data=kw.get("ssl_ca_data"), check_hostname=kw.get("ssl_check_hostname", False),
+    ).get()  # fmt: skip
 
 
 async def ping(client: Client, within: float = 1.0) -> bool:

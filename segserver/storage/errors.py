@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import hiredis
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
@@ -29,6 +30,8 @@ def to_storage_error(exc: BaseException, what: str) -> StorageError:
     """The segserver error for a failure of the Redis client while doing `what`."""
     if isinstance(exc, RedisTimeout | TimeoutError):
         return StorageTimeout(f"Redis did not answer in time ({what})")
+    if isinstance(exc, hiredis.ReplyError):  # an error reply to the multiplexed client
+        return StorageError(f"{what} failed: {exc}")
     if not isinstance(exc, RedisError | OSError):
         key = f"{type(exc).__name__}: {exc}"
         if key not in _seen and len(_seen) < _SEEN_MAX:

@@ -13,6 +13,7 @@ from segserver.errors import StorageError
 from segserver.resources import shipped_dir
 from segserver.storage.client import Client
 from segserver.storage.errors import wrapped
+from segserver.storage.multiplex import Multiplexer
 
 
 def lua_sources() -> dict[str, str]:
@@ -22,10 +23,12 @@ def lua_sources() -> dict[str, str]:
 
 
 class Scripts:
-    """Registered scripts, called by name."""
+    """Registered scripts, called by name: through `fast` (the multiplexed client) when
+    given, else through redis-py (`client`)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, fast: Multiplexer | None = None) -> None:
         self.client = client
+        self.fast = fast
         self.sources = lua_sources()
         self.scripts = {name: client.register_script(src) for name, src in self.sources.items()}
 
@@ -48,4 +51,7 @@ class Scripts:
         self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None
     ) -> Any:
         with wrapped(f"running {name}"):
+            if self.fast is not None and client is None:
+                script = self.scripts[name]
+                return await self.fast.evalsha(script.sha, script.script, keys, args)
             return await self.scripts[name](keys=keys, args=args, client=client)
