@@ -48,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(settings, redis_url=url)
         web.run_app(
             app,
+            loop=new_event_loop(settings),
             host=settings.host,
             port=settings.port,
             print=None if args.quiet else _printer(settings),
@@ -60,6 +61,16 @@ def _serve(args: argparse.Namespace) -> int:
             embedded.stop()
             print("segserver: embedded Redis stopped", flush=True)
     return 0
+
+
+def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """The server's loop: uvloop unless `event_loop = "asyncio"` (bench http measures
+    both)."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def _run_workers(args: argparse.Namespace, settings: Settings, url: str) -> int:

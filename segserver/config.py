@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     redis_multiplex: bool = True
 
     host: str = "127.0.0.1"
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     port: int = Field(8080, ge=0, le=65535)
     admin_token: str = ""
     token_secret: str = ""

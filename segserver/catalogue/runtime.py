@@ -50,6 +50,8 @@ class SiteContext:
     contents: dict[str, dict[str, Any]] = field(default_factory=dict)
     campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
     _decision_campaigns: dict[str, Campaign] | None = None
+    _slot_list: list[int] | None = None
+    _in_order: list[Campaign] | None = None
 
     # Derived once per loaded context, not per page view (the context is rebuilt
     # whenever the site or its catalogue changes).
@@ -67,6 +69,13 @@ class SiteContext:
         return {s.slot: s.id for s in self.segments.values()
                 if s.type == "static" and s.status == "active"}  # fmt: skip
 
+    @property
+    def slot_list(self) -> list[int]:
+        """`slots` as Python ints (program bit i → stored slot), for per-visitor loops."""
+        if self._slot_list is None:
+            self._slot_list = [int(s) for s in self.slots]
+        return self._slot_list
+
     @cached_property
     def goals(self) -> dict[str, list[str]]:
         """event type → campaigns that have it as a goal."""
@@ -81,6 +90,12 @@ class SiteContext:
                 if c["status"] == "active" and c["placement"] in self.placements
             }  # fmt: skip
         return self._decision_campaigns
+
+    def campaigns_in_order(self) -> list[Campaign]:
+        """`decision_campaigns()` by priority (decide() then sorts an already sorted list)."""
+        if self._in_order is None:
+            self._in_order = sorted(self.decision_campaigns().values(), key=lambda c: c.order)
+        return self._in_order
 
     def current_program(self) -> Program:
         """The program, recompiled first if new dictionary values may change a string
@@ -106,6 +121,7 @@ class SiteContext:
         self.slots = np.array(
             [self.segments[sid].slot for sid in program.segment_ids], dtype=np.int64
         )
+        self._slot_list = None
 
 
 class Runtime:

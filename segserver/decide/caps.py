@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from segserver.decide.policy import (
     DAY,
     Campaign,
+    Cap,
     Considered,
     Policy,
     Result,
@@ -38,12 +40,24 @@ class Periods:
         return cls(session, day, (day + 3) // 7)  # weeks start on Monday (day 0: Thursday)
 
     def of(self, per: str) -> int:
-        return {"session": self.session, "day": self.day, "week": self.week}.get(per, 0)
+        """The current period of `per` (0 for lifetime)."""
+        if per == "day":
+            return self.day
+        if per == "session":
+            return self.session
+        if per == "week":
+            return self.week
+        return 0
+
+    @cached_property
+    def suffixes(self) -> dict[str, str]:
+        """per → the cap field's suffix for the current period."""
+        return {per: f"|{per}|{self.of(per)}" for per in ("session", "day", "week", "lifetime")}
 
 
 def cap_field(campaign: str, per: str, periods: Periods) -> str:
     """Field of the visitor's caps hash counting `campaign` ("*": every interruptive)."""
-    return f"{campaign}|{per}|{periods.of(per)}"
+    return campaign + periods.suffixes[per]
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,16 @@ class Counts:
     periods: Periods = field(default_factory=lambda: Periods(0, 0, 0))
 
     def of(self, campaign: str, per: str) -> int:
-        return int(self.fields.get(cap_field(campaign, per, self.periods), 0))
+        return int(self.fields.get(campaign + self.periods.suffixes[per], 0))
+
+    def capped(self, campaign: Campaign) -> Cap | None:
+        """The first of the campaign's caps already reached, or None."""
+        if not self.fields:
+            return None
+        for cap in campaign.caps:
+            if self.of(campaign.id, cap.per) >= cap.max:
+                return cap
+        return None
 
 
 def cap_increments(

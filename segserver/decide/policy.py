@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from segserver.decide.buckets import BUCKETS, bucket
@@ -70,6 +71,43 @@ class Campaign:
             interruptive,
         )  # fmt: skip
 
+    # Derived once per campaign (a catalogue's campaigns live as long as it is cached):
+    # the page view's decision loop only reads them.
+    @cached_property
+    def order(self) -> tuple[int, str]:
+        """Priority order: highest priority first, ties by id."""
+        return (-self.priority, self.id)
+
+    @cached_property
+    def include_set(self) -> frozenset[str]:
+        return frozenset(self.include)
+
+    @cached_property
+    def exclude_set(self) -> frozenset[str]:
+        return frozenset(self.exclude)
+
+    @cached_property
+    def holdout_buckets(self) -> float:
+        """Buckets (of BUCKETS) in the campaign's holdout."""
+        return self.holdout * BUCKETS / 100
+
+    @cached_property
+    def variant_salt(self) -> str:
+        return f"variant:{self.id}"
+
+    @cached_property
+    def holdout_salt(self) -> str:
+        return f"holdout:{self.id}"
+
+    @cached_property
+    def cumulative(self) -> tuple[float, tuple[float, ...]]:
+        """Total weight and the running sums of the variants' weights."""
+        running, sums = 0.0, []
+        for v in self.variants:
+            running += v.weight
+            sums.append(running)
+        return running, tuple(sums)
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -109,81 +147,95 @@ class Result:
 
 def variant_of(campaign: Campaign, visitor_id: str) -> Variant:
     """Weighted, sticky: the visitor's bucket against the cumulative weights."""
-    total = sum(v.weight for v in campaign.variants)
-    point = (bucket(visitor_id, f"variant:{campaign.id}") + 0.5) / BUCKETS * total
-    running = 0.0
-    for variant in campaign.variants:
-        running += variant.weight
+    total, sums = campaign.cumulative
+    point = (bucket(visitor_id, campaign.variant_salt) + 0.5) / BUCKETS * total
+    for variant, running in zip(campaign.variants, sums, strict=True):
         if point < running:
             return variant
     return [v for v in campaign.variants if v.weight > 0][-1]
 
 
 def in_holdout(campaign: Campaign, visitor_id: str) -> bool:
-    return bucket(visitor_id, f"holdout:{campaign.id}") < campaign.holdout * BUCKETS / 100
+    # no hash for the (usual) campaign without a holdout: 0 < 0 is false either way
+    return campaign.holdout > 0 and bucket(visitor_id, campaign.holdout_salt) < (
+        campaign.holdout_buckets
+    )
 
 
 def in_global_holdout(policy: Policy, visitor_id: str) -> bool:
-    return bucket(visitor_id, "holdout:*") < policy.holdout * BUCKETS / 100
+    return policy.holdout > 0 and bucket(visitor_id, "holdout:*") < policy.holdout * BUCKETS / 100
 
 
 def _audience(c: Campaign, segments: frozenset[str]) -> bool:
-    if c.exclude and segments.intersection(c.exclude):
+    if c.exclude and not c.exclude_set.isdisjoint(segments):
         return False
     if not c.include:
         return True
     if c.match == "all":
-        return segments.issuperset(c.include)
-    return bool(segments.intersection(c.include))
+        return c.include_set <= segments
+    return not c.include_set.isdisjoint(segments)
 
 
 def decide(
     visitor_id: str, placements: Sequence[str], campaigns: Sequence[Campaign],
     segments: frozenset[str], counts: Counts, policy: Policy, now: float,
+    *, explain: bool = True,
 ) -> Result:  # fmt: skip
+    """Each placement's winner. `campaigns` in any order (a caller may pass them already
+    sorted by `Campaign.order`: sorting is then almost free). Without `explain`, losers
+    are not recorded in `Result.considered` and the walk stops once every placement
+    has its winner (what comes after could neither win nor be held out)."""
     wanted = list(dict.fromkeys(placements))
-    result = Result({p: None for p in wanted}, {p: [] for p in wanted}, [])
-    candidates = sorted((c for c in campaigns if c.placement in result.decisions),
-                        key=lambda c: (-c.priority, c.id))  # fmt: skip
+    result = Result(dict.fromkeys(wanted), {p: [] for p in wanted}, [])
+    decisions = result.decisions
+    candidates = sorted((c for c in campaigns if c.placement in decisions),
+                        key=lambda c: c.order)  # fmt: skip
     if in_global_holdout(policy, visitor_id):
         result.global_holdout = True
-        for c in candidates:
-            result.considered[c.placement].append(Considered(c.id, False, "global holdout"))
+        if explain:
+            for c in candidates:
+                result.considered[c.placement].append(Considered(c.id, False, "global holdout"))
         return result
     groups: set[str] = set()
     interruptive = 0
-
-    def lose(c: Campaign, reason: str) -> None:
-        result.considered[c.placement].append(Considered(c.id, False, reason))
+    open_placements = len(wanted)
+    considered = result.considered
 
     for c in candidates:
+        reason = None
         if c.status != "active":
-            lose(c, f"status {c.status}")
+            reason = f"status {c.status}"
         elif (c.start is not None and now < c.start) or (c.end is not None and now >= c.end):
-            lose(c, "outside its schedule")
+            reason = "outside its schedule"
         elif not _audience(c, segments):
-            lose(c, "audience not matched")
-        elif result.decisions[c.placement] is not None:
-            winner = result.decisions[c.placement]
-            lose(c, f"lower priority than {winner.campaign if winner else '?'}")
+            reason = "audience not matched"
+        elif (winner := decisions[c.placement]) is not None:
+            if not explain:
+                continue
+            reason = f"lower priority than {winner.campaign}"
         elif c.group is not None and c.group in groups:
-            lose(c, f"exclusive group {c.group} already used")
-        elif capped := next((cap for cap in c.caps if counts.of(c.id, cap.per) >= cap.max),
-                            None):  # fmt: skip
-            lose(c, f"frequency cap {capped.max} per {capped.per} reached")
+            reason = f"exclusive group {c.group} already used"
+        elif c.caps and (capped := counts.capped(c)) is not None:
+            reason = f"frequency cap {capped.max} per {capped.per} reached"
         elif c.interruptive and _over_policy(policy, counts, interruptive):
-            lose(c, "site-wide interruptive limit reached")
+            reason = "site-wide interruptive limit reached"
         elif in_holdout(c, visitor_id):
-            lose(c, "visitor in the campaign's holdout")
+            reason = "visitor in the campaign's holdout"
             result.held_out.append((c.id, c.placement))
         else:
             variant = variant_of(c, visitor_id)
-            result.decisions[c.placement] = Decision(c.placement, c.id, variant.id,
-                                                     variant.content)  # fmt: skip
-            result.considered[c.placement].append(Considered(c.id, True, "won"))
+            decisions[c.placement] = Decision(c.placement, c.id, variant.id, variant.content)
+            if explain:
+                considered[c.placement].append(Considered(c.id, True, "won"))
             if c.group is not None:
                 groups.add(c.group)
             interruptive += c.interruptive
+            open_placements -= 1
+            if open_placements == 0 and not explain:
+                break
+            continue
+        if explain:
+            considered[c.placement].append(Considered(c.id, False, reason))
     return result
 
 

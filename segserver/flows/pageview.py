@@ -169,8 +169,9 @@ class PageViews:
         counts = d.Counts(applied.caps, periods)
         campaigns = ctx.decision_campaigns()
         members = frozenset(segments)
-        outcome = d.decide(req.visitor_id, req.placements, list(campaigns.values()), members,
-                           counts, ctx.policy, now)  # fmt: skip
+        explaining = req.explain and may_explain
+        outcome = d.decide(req.visitor_id, req.placements, ctx.campaigns_in_order(), members,
+                           counts, ctx.policy, now, explain=explaining)  # fmt: skip
         plan.served = _serves(outcome, campaigns, periods, ctx.policy, set())
         plan.periods = (periods.session, periods.day, periods.week)
         done = await self.after.run(ctx, ev, plan)
@@ -189,7 +190,7 @@ class PageViews:
             req.visitor_id, segments, decisions, [r.to_json() for r in result.results], False,
             str(ctx.catalogue_version),
         )  # fmt: skip
-        if req.explain and may_explain:
+        if explaining:
             answer.explain = _explain(ev, outcome)
         return answer
 
