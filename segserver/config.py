@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(64, ge=1, le=10000)
     redis_timeout_ms: int = Field(2000, ge=1, le=600_000)
     redis_budget_ms: int = Field(50, ge=1, le=60_000)
+    embedded_appendfsync: Literal["always", "everysec", "no"] = "everysec"
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -59,6 +60,8 @@ class Settings(BaseSettings):
     visitor_history_length: int = Field(50, ge=1, le=10_000)
     expiry_interval_seconds: float = Field(0.25, ge=0, le=60)
     expiry_lease_seconds: float = Field(30, ge=1, le=3600)
+    loop_stale_seconds: float = Field(30, gt=0, le=86400)
+    loop_backoff_max_seconds: float = Field(5, ge=0.1, le=3600)
 
     trigger_retries: int = Field(5, ge=0, le=100)
     trigger_backoff_seconds: float = Field(1.0, gt=0, le=3600)

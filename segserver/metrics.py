@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# an idle loop answers a probe in ~50 µs; anything holding it past 1 ms shows in the tail
+_LAG_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
 
 
 class Metrics:
@@ -22,6 +24,18 @@ class Metrics:
         self.degraded = Counter("segserver_degraded_answers",
                                 "Page views answered with the fallback", registry=r)  # fmt: skip
         self.events = Counter("segserver_events", "Events by outcome", ["status"], registry=r)
+        # background loops (segserver.jobs.loop): `time() - last_success` is a loop's age
+        self.loop_last_success = Gauge(
+            "segserver_loop_last_success_timestamp_seconds",
+            "Epoch seconds of a background loop's last successful round (its start before one)",
+            ["loop"], registry=r)  # fmt: skip
+        self.loop_failures = Counter(
+            "segserver_loop_failures", "Failed rounds of a background loop", ["loop"], registry=r
+        )
+        self.loop_lag = Histogram(
+            "segserver_event_loop_lag_seconds",
+            "How long the event loop made a newly arrived callback wait (sampled every 20 ms)",
+            registry=r, buckets=_LAG_BUCKETS)  # fmt: skip
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,8 +9,6 @@ ids in the first column, an optional `visitor_id` header, `?mode=`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import csv
 import io
 import logging
@@ -23,8 +21,9 @@ from aiohttp import web
 from segserver.catalogue.analytics import SegmentAnalytics, compile_expression, usable
 from segserver.catalogue.runtime import SiteContext
 from segserver.catalogue.segments import Segment
-from segserver.errors import ConflictError, SegserverError, ValidationError
+from segserver.errors import ConflictError, ValidationError
 from segserver.http.keys import CLOCK, SERVICES, SETTINGS
+from segserver.http.ops import LOOPS
 from segserver.http.request import json_body, json_response, now
 from segserver.jobs.history import DAY, HistorySnapshotter
 from segserver.profile.identity import check_visitor_id
@@ -234,15 +233,13 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
     """Size-history snapshots in the background of every server process."""
     settings = app[SETTINGS]
     interval = settings.history_interval_seconds
+    if interval <= 0:
+        yield
+        return
+    services, clock, loops = app[SERVICES], app[CLOCK], app[LOOPS]
     retention = float(settings.history_retention_days)
-    stop = asyncio.Event()
-    task = None
-    if interval > 0:
-        services = app[SERVICES]
-        snapshots = HistorySnapshotter(services.runtime, store_of(services), interval, retention)
-        task = asyncio.create_task(snapshots.run_forever(app[CLOCK], stop))
+    snapshots = HistorySnapshotter(services.runtime, store_of(services), interval, retention)
+    loops.start("history", lambda: snapshots.run_round(clock),
+                pause=lambda: snapshots.pause(clock), period=interval)  # fmt: skip
     yield
-    if task is not None:
-        stop.set()
-        with contextlib.suppress(TimeoutError, SegserverError):
-            await asyncio.wait_for(task, 10)
+    await loops.stop("history")

@@ -3,8 +3,6 @@ background delivery runner (`triggers_ctx`, after the services' context)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +12,7 @@ from aiohttp import web
 from segserver.catalogue.triggers import TriggerService
 from segserver.errors import ValidationError
 from segserver.http.keys import CLOCK, SERVICES, SETTINGS
+from segserver.http.ops import LOOPS
 from segserver.http.request import json_body, json_response, now
 from segserver.http.webhooks import WebhookClient
 from segserver.jobs.triggers import DeadLetters, TriggerOptions, TriggerRunner, build_triggers
@@ -42,17 +41,15 @@ async def triggers_ctx(app: web.Application) -> AsyncIterator[None]:
         services.clients.text, services.keys, client.post_json, options, app[CLOCK]
     )
     app[TRIGGERS] = Triggers(service, runner, dead, client)
-    task = None
     # trigger_poll_seconds = 0 keeps delivery out of this process (other ones do it)
-    if app.get(TRIGGERS_BACKGROUND, True) and options.poll_seconds > 0:
-        task = asyncio.create_task(runner.run(), name="segserver-triggers")
+    background = app.get(TRIGGERS_BACKGROUND, True) and options.poll_seconds > 0
+    if background:
+        app[LOOPS].start("triggers", runner.run_round, pause=options.poll_seconds)
     try:
         yield
     finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if background:
+            await app[LOOPS].stop("triggers")
         await client.close()
 
 
