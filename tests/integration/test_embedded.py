@@ -153,10 +153,12 @@ def test_serve_with_two_workers(tmp_path: Path, data_dir: Path) -> None:
 def test_serve_answers_again_after_its_embedded_redis_is_killed(tmp_path: Path) -> None:
     """kill -9 of the embedded redis-server under a running server: the server answers
     again by itself, with the data of the append-only file, and its loops resume."""
-    serve = ServeProcess(tmp_path, {"SEGSERVER_REDIS_URL": "",
-                                    "SEGSERVER_LOOP_STALE_SECONDS": "2"})  # fmt: skip
+    serve = ServeProcess(tmp_path, {"SEGSERVER_REDIS_URL": "", "SEGSERVER_LOOP_STALE_SECONDS": "2",
+                                    "SEGSERVER_EMBEDDED_APPENDFSYNC": "always"})  # fmt: skip
     serve.start()
     try:
+        with redis.Redis(unix_socket_path=str(tmp_path / "redis.sock")) as client:
+            assert client.config_get("appendfsync") == {"appendfsync": "always"}
         status, site = serve.admin("POST", "/v1/admin/sites", {"id": "s", "name": "S"})
         assert status == 201, site
         key = {"X-Segserver-Key": site["site_key"]}
