@@ -172,6 +172,7 @@ _BENCHES = {
     "segments": "segserver.bench.segments",
     "eval": "segserver.engine.bench",
     "durability": "segserver.bench.durability",
+    "loops": "segserver.bench.loops",
 }
 
 

@@ -44,7 +44,9 @@ async def triggers_ctx(app: web.Application) -> AsyncIterator[None]:
     # trigger_poll_seconds = 0 keeps delivery out of this process (other ones do it)
     background = app.get(TRIGGERS_BACKGROUND, True) and options.poll_seconds > 0
     if background:
-        app[LOOPS].start("triggers", runner.run_round, pause=options.poll_seconds)
+        loops = app[LOOPS]
+        runner.progress = lambda: loops.beat("triggers")
+        loops.start("triggers", runner.run_round, pause=options.poll_seconds)
     try:
         yield
     finally:

@@ -122,11 +122,13 @@ class LoopState:
     name: str
     period: float  # seconds between successful rounds when all is well
     last_success: float  # monotonic time of the last successful round (start before one)
+    last_progress: float = -float("inf")  # monotonic time of the last `Loops.beat`
     failures: int = 0  # failed rounds in a row
     error: str = ""  # class of the latest failure while failing, else ""
 
     def age(self, now: float) -> float:
-        return max(0.0, now - self.last_success)
+        """Seconds since the loop last succeeded or, inside a long round, made progress."""
+        return max(0.0, now - max(self.last_success, self.last_progress))
 
 
 @dataclass
@@ -197,12 +199,19 @@ class Loops:
     async def stop_all(self, grace: float = 10.0) -> None:
         await asyncio.gather(*(self.stop(name, grace) for name in list(self._running)))
 
+    def beat(self, name: str) -> None:
+        """A round of loop `name` made progress: inside a long round (deliveries to
+        slow webhooks take up to their time-out each) the loop is not stale."""
+        running = self._running.get(name)
+        if running is not None:
+            running.state.last_progress = self.clock()
+
     def states(self) -> list[LoopState]:
         return [r.state for r in self._running.values()]
 
     def stale(self) -> list[str]:
-        """Names of the loops with no successful round for longer than their period
-        plus `stale_after` seconds (failing all along, or stuck in a round)."""
+        """Names of the loops with no successful round (nor progress) for longer than
+        their period plus `stale_after` seconds (failing all along, or stuck)."""
         now = self.clock()
         return [s.name for s in self.states() if s.age(now) > s.period + self.stale_after]
 

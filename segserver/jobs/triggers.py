@@ -173,6 +173,9 @@ class TriggerRunner:
     consumer: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     )
+    #: called after every delivery attempt: a round waiting on slow receivers (up to
+    #: `timeout_seconds` each) is making progress, not stuck (segserver.jobs.loop)
+    progress: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
         self._limit = asyncio.Semaphore(self.options.concurrency)
@@ -227,6 +230,7 @@ class TriggerRunner:
     ) -> None:
         async with self._limit:
             ok = await self._attempt(sub, delivery, now)
+        self.progress()
         if ok:
             stats.delivered += 1
             if retry:
@@ -323,7 +327,7 @@ def build_triggers(
     **runner: Any,
 ) -> tuple[TriggerService, TriggerRunner, DeadLetters]:
     """Wire the trigger parts on a decoding Redis client (`Clients.text`); `runner`
-    passes rand or consumer on to the TriggerRunner."""
+    passes rand, consumer or progress on to the TriggerRunner."""
     store = ChangeStore(text_client, keys)
     service = TriggerService(bind_trigger_model(text_client, keys.prefix), store)
     run = TriggerRunner(

@@ -2,25 +2,30 @@
 (SIGSTOP), stopped (SIGTERM) and killed (-9), each time started again on the same
 append-only file. Meanwhile /readyz names the stale loop; afterwards every visitor
 that became due meanwhile exits its segment exactly once, by itself, and the log
-holds a few lines, not one per failed round."""
+holds a few lines, not one per failed round. And a fault outside: a webhook
+receiver that never answers keeps the trigger loop busy but not stale."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from segserver.config import Settings, load_settings
 from segserver.http import create_app
 from segserver.http.keys import SERVICES
+from segserver.profile.identity import shard_of
 from tests.conftest import ADMIN_TOKEN, Clock, admin_headers
 from tests.faults.procs import RedisNode
+from tests.integration.test_triggers import Receiver
 
 Client = TestClient[Any, Any]
 HOUR = 3600.0
@@ -143,3 +148,49 @@ async def test_expiry_resumes_after_a_redis_fault_and_misses_no_exit(
     failures = [m for m in lines if m.startswith("expiry loop: a round failed")]
     assert 1 <= len(failures) <= 3, lines  # distinct kinds once each, not once per round
     assert sum(m.startswith("expiry loop: recovered after") for m in lines) == 1, lines
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook endpoint (tests/integration/test_triggers.py); /hook/hang never answers."""
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook/{name}", rec.handle)
+    rec.server = TestServer(app, host="127.0.0.1")
+    await rec.server.start_server()
+    yield rec
+    rec.release.set()
+    await rec.server.close()
+
+
+async def test_a_slow_webhook_receiver_never_makes_the_server_unready(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """Deliveries timing out one after another hold the trigger loop's round far
+    longer than the staleness threshold; each attempt is progress, so /readyz stays
+    200 throughout (a customer's slow endpoint must not take page views down)."""
+    settings = settings.model_copy(update={
+        "trigger_poll_seconds": 0.05, "trigger_timeout_seconds": 0.2, "trigger_concurrency": 1,
+        "trigger_retries": 0, "loop_stale_seconds": 1.0, "expiry_interval_seconds": 0,
+        "history_interval_seconds": 0,
+    })  # fmt: skip
+    async with TestClient(TestServer(create_app(settings, clock=Clock()))) as client:
+        made = await client.post("/v1/admin/sites", headers=admin_headers(),
+                                 json={"id": "shop", "prebuilt": False})  # fmt: skip
+        assert made.status == 201
+        resp = await client.post("/v1/admin/sites/shop/triggers", headers=admin_headers(),
+                                 json={"url": receiver.url("hang")})  # fmt: skip
+        assert resp.status == 201, await resp.text()
+        services = client.app[SERVICES]
+        changes = 10  # 10 time-outs of 0.2 s in a row: 2 s in one round
+        for i in range(changes):
+            stream = services.keys.changes("shop", shard_of(f"v{i}", settings.shards))
+            change = {"v": f"v{i}", "s": "vip", "c": "entered", "t": "1790000000.5", "why": "event"}
+            await services.clients.raw.xadd(stream, change)
+        statuses = []
+        while len(receiver.hits) < changes:
+            statuses.append((await readyz(client))[0])
+            await asyncio.sleep(0.05)
+        assert set(statuses) == {200}
+        status, body = await readyz(client)
+        assert status == 200 and body["loops"]["triggers"]["failures"] == 0

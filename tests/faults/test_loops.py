@@ -82,6 +82,10 @@ async def test_a_failing_loop_is_stale_past_its_period_plus_the_threshold() -> N
     assert loops.stale() == ["expiry", "history"]  # no round since its start
     [expiry] = [s for s in loops.states() if s.name == "expiry"]
     assert expiry.failures > 0 and expiry.error == "StorageError"
+    loops.beat("history")  # progress inside a long round counts
+    assert loops.stale() == ["expiry"]
+    now[0] += 310.01
+    assert loops.stale() == ["expiry", "history"]
     await loops.stop_all()
 
 
