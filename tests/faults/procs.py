@@ -158,8 +158,11 @@ class LocalCluster:
         self.masters = masters
         self.replicas = replicas
         ports = free_ports(masters * (1 + replicas), bus=True)
+        # replicas sync at once (the default waits 5 s for more of them): a replica that
+        # never synced cannot be promoted
         extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms),
-                 "--cluster-require-full-coverage", "no"]  # fmt: skip
+                 "--cluster-require-full-coverage", "no",
+                 "--repl-diskless-sync-delay", "0"]  # fmt: skip
         self.nodes = [
             RedisNode(directory / str(p), p, extra=[
                 *extra, "--cluster-config-file", str(directory / str(p) / "nodes.conf")])
@@ -199,12 +202,16 @@ class LocalCluster:
         return next(n for n in self.nodes if n.port == port)
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
-        """Every live node says the cluster is ok and `masters` primaries serve slots."""
+        """Every live node says the cluster is ok, `masters` primaries serve slots and
+        every live replica is in sync with its primary (so it can be promoted)."""
 
         def healthy() -> bool:
             for node in self.live():
                 with node.client(decode_responses=True) as c:
                     if c.cluster("info")["cluster_state"] != "ok":
+                        return False
+                    info = c.info("replication")
+                    if info["role"] == "slave" and info.get("master_link_status") != "up":
                         return False
             return len(self.master_ports()) == self.masters
 
@@ -240,6 +247,11 @@ class ServeProcess:
         }  # fmt: skip
         self.args = args or []
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
 
     def start(self, timeout: float = 90.0) -> ServeProcess:
         with self.log.open("ab") as out:
