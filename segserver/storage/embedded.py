@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from segserver.errors import ConfigError, SegserverError, StorageError
 
@@ -152,7 +154,10 @@ class EmbeddedRedis:
 
     def _answers(self) -> bool:
         try:
-            with redis.Redis(unix_socket_path=str(self.socket), socket_timeout=0.5) as client:
+            # one attempt: redis-py 8 retries a refused connect 10 times with back-off
+            # by default (3.4 s measured), which delayed every respawn by that much
+            with redis.Redis(unix_socket_path=str(self.socket), socket_timeout=0.5,
+                             retry=Retry(NoBackoff(), 0)) as client:  # fmt: skip
                 return bool(client.ping())
         except (redis.RedisError, OSError):
             return False
