@@ -143,6 +143,9 @@ async def test_expiry_resumes_after_a_redis_fault_and_misses_no_exit(
         failed = [line for line in metrics.splitlines()
                   if line.startswith('segserver_loop_failures_total{loop="expiry"}')]  # fmt: skip
         assert failed and float(failed[0].split()[-1]) > 0
+        probes = [line for line in metrics.splitlines()
+                  if line.startswith("segserver_event_loop_lag_seconds_count")]  # fmt: skip
+        assert probes and float(probes[0].split()[-1]) > 0  # the lag probe runs in the app
 
     lines = [r.getMessage() for r in caplog.records if r.name == "segserver.loops"]
     failures = [m for m in lines if m.startswith("expiry loop: a round failed")]
