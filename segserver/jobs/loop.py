@@ -195,6 +195,9 @@ class Loops:
             running.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running.task
+        except asyncio.CancelledError:
+            if not running.task.cancelled():
+                raise  # the caller is being cancelled, not the loop
 
     async def stop_all(self, grace: float = 10.0) -> None:
         await asyncio.gather(*(self.stop(name, grace) for name in list(self._running)))

@@ -199,6 +199,9 @@ class EmbeddedRedis:
                 except SegserverError as exc:
                     log.warning("embedded redis-server did not start again: %s", exc.message)
                     continue
+                except Exception:  # e.g. OSError of fork: this thread must go on
+                    log.exception("embedded redis-server did not start again")
+                    continue
                 self.restarts += 1
             log.warning("embedded redis-server running again (pid %d, restart %d)",
                         self.process.pid if self.process else -1, self.restarts)  # fmt: skip
