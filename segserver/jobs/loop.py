@@ -140,8 +140,8 @@ class _Running:
 
 class Loops:
     """The background loops of one server process, each run until stopped through
-    failures of any kind; `stale()` names those whose last successful round is older
-    than their period plus `stale_after` seconds."""
+    failures of any kind; `stale()` names those with neither a successful round nor
+    progress (`beat`) for longer than their period plus `stale_after` seconds."""
 
     def __init__(
         self, metrics: Metrics | None = None, *, stale_after: float = 30.0,
