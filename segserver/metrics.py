@@ -34,7 +34,7 @@ class Metrics:
         )
         self.loop_lag = Histogram(
             "segserver_event_loop_lag_seconds",
-            "How long the event loop made a newly arrived callback wait (sampled every 20 ms)",
+            "How long the event loop made an arriving callback wait (sampled 10 times a second)",
             registry=r, buckets=_LAG_BUCKETS)  # fmt: skip
 
     def exposition(self) -> bytes:

@@ -262,9 +262,13 @@ class LagProbe:
     the loop the way a readable socket does) and the loop reports how late it ran
     it. A timer in the loop itself would measure the selector's whole-millisecond
     rounding too (up to 1 ms); a thread does not. A loop held for a long time is
-    sampled all along: the histogram is weighted by time, like arriving requests."""
+    sampled all along: the histogram is weighted by time, like arriving requests.
 
-    def __init__(self, observe: Callable[[float], None], every: float = 0.02) -> None:
+    Each probe costs ~0.2 ms of CPU on this VM (thread wake-up ~80 µs, the loop's
+    wake-up through its self-pipe the rest), so the default is 10 a second: 0.23 %
+    of a core (50 a second measured 1.1 %)."""
+
+    def __init__(self, observe: Callable[[float], None], every: float = 0.1) -> None:
         if every <= 0:
             raise ValueError("every must be positive")
         self.observe = observe
