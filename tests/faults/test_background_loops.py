@@ -49,7 +49,7 @@ def fault_settings(node: RedisNode, data_dir: Path) -> Settings:
         redis_url=node.url, key_prefix=f"f{uuid.uuid4().hex[:8]}", admin_token=ADMIN_TOKEN,
         data_dir=str(data_dir), shards=4, redis_timeout_ms=300, redis_budget_ms=2000,
         expiry_interval_seconds=0.05, loop_stale_seconds=0.5, loop_backoff_max_seconds=0.2,
-        trigger_poll_seconds=0, history_interval_seconds=0,
+        trigger_poll_seconds=0.05, history_interval_seconds=3600,
     )  # fmt: skip
 
 
@@ -108,15 +108,16 @@ async def test_expiry_resumes_after_a_redis_fault_and_misses_no_exit(
         assert await size(client, "s", "active") == VISITORS
         status, body = await readyz(client)
         assert (status, body["stale"], body["loops"]["expiry"]["failures"]) == (200, [], 0)
+        assert set(body["loops"]) == {"expiry", "history", "triggers"}
 
         break_redis(redis_node, fault)
         clock.advance(HOUR + 1)  # every visitor is due now, while Redis is out
 
         async def stale() -> bool:
-            status, body = await readyz(client)
-            return status == 503 and body["stale"] == ["expiry"]
+            status, body = await readyz(client)  # history's period is an hour: not yet
+            return status == 503 and body["stale"] == ["expiry", "triggers"]
 
-        await eventually(stale, "/readyz naming the stale expiry loop")
+        await eventually(stale, "/readyz naming the stale expiry and trigger loops")
         _, body = await readyz(client)
         assert body["loops"]["expiry"]["failures"] > 0
         assert body["loops"]["expiry"]["error"]
@@ -131,6 +132,9 @@ async def test_expiry_resumes_after_a_redis_fault_and_misses_no_exit(
             return status == 200
 
         await eventually(ready, "/readyz ready again")
+        _, body = await readyz(client)
+        assert {name: loop["failures"] for name, loop in body["loops"].items()} == {
+            "expiry": 0, "history": 0, "triggers": 0}  # fmt: skip
 
         async def all_exited() -> list[str]:
             exits = await expiry_exits(client, "s")
