@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -32,8 +31,6 @@ from segserver.http.middlewares import (
 )
 from segserver.jobs.loop import LagProbe, Loops
 from segserver.wiring import Services
-
-log = logging.getLogger("segserver.http")
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
