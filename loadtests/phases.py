@@ -22,7 +22,7 @@ import aiohttp
 import redis
 
 from loadtests.report import Samples
-from segserver.bench.http import TOKEN, _histogram, _metrics, _paced, _quantile
+from segserver.bench.http import TOKEN, _histogram, _metrics_text, _paced, _quantile
 
 HERE = Path(__file__).resolve().parent
 SITE = "bench"  # the site segserver.bench.http._setup creates
@@ -276,14 +276,14 @@ def paced_run(base: str, key: str, rate: float, seconds: int, cpu: RedisCpu) -> 
     """segserver.bench.http's open-loop sender at `rate`; server-side percentiles from
     the server's own histogram (buckets, so interpolated). Its visitor ids are v<i>:
     first sight creates their profiles, a heavier mix than seeded visitors."""
-    before = _histogram(asyncio.run(_metrics(base)), "/v1/context")
+    before = _histogram(_metrics_text(base), "/v1/context")
     run: dict[str, Any] = {"rate": rate}
     with cpu.measure(run):
         started = time.perf_counter()
         run["sent"] = asyncio.run(_paced(base, key, 100_000, rate, seconds))
         # the sender waits for every answer: a server that cannot keep up stretches this
         run["achieved_rps"] = run["sent"] / (time.perf_counter() - started)
-    after = _histogram(asyncio.run(_metrics(base)), "/v1/context")
+    after = _histogram(_metrics_text(base), "/v1/context")
     before = before or [(le, 0.0) for le, _ in after]
     window = [(le, n - b) for (le, n), (_, b) in zip(after, before, strict=True)]
     for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p99.9", 0.999)):

@@ -10,9 +10,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segserver.config import Settings, load_settings
 from segserver.errors import SegserverError
+
+if TYPE_CHECKING:
+    from segserver.storage.embedded import EmbeddedRedis
 
 log = logging.getLogger("segserver")
 
@@ -21,11 +25,19 @@ def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
     return load_settings(args.config, **overrides)
 
 
+def _embedded(settings: Settings) -> EmbeddedRedis | None:
+    """The private redis-server of the embedded default (None with a Redis URL)."""
+    from segserver.storage.embedded import EmbeddedRedis
+
+    if not settings.embedded:
+        return None
+    return EmbeddedRedis(settings.data_dir, appendfsync=settings.embedded_appendfsync)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from segserver.http import create_app
-    from segserver.storage.embedded import EmbeddedRedis
 
     settings = _settings(args, host=args.host, port=args.port)
     if not settings.admin_token:
@@ -34,12 +46,14 @@ def _serve(args: argparse.Namespace) -> int:
             f"segserver: no admin token configured; this run's token: {settings.admin_token}",
             flush=True,
         )
-    embedded = EmbeddedRedis(settings.data_dir) if settings.embedded else None
+    embedded = _embedded(settings)
     url = settings.redis_url
     try:
         if embedded is not None:
             url = embedded.start()
-            print(f"segserver: embedded Redis at {url} (data in {embedded.data_dir})", flush=True)
+            embedded.supervise()  # respawned with back-off if it dies; the AOF keeps the data
+            print(f"segserver: embedded Redis at {url} (data in {embedded.data_dir}, "
+                  f"appendfsync {embedded.appendfsync})", flush=True)  # fmt: skip
         _warm(settings)
         if args.demo:
             asyncio.run(_demo(settings, url, args.visitors))
@@ -150,10 +164,8 @@ async def _demo(settings: Settings, url: str, visitors: int) -> None:
 
 
 def _demo_cmd(args: argparse.Namespace) -> int:
-    from segserver.storage.embedded import EmbeddedRedis
-
     settings = _settings(args)
-    embedded = EmbeddedRedis(settings.data_dir) if settings.embedded else None
+    embedded = _embedded(settings)
     try:
         url = embedded.start() if embedded is not None else settings.redis_url
         _warm(settings)
@@ -170,6 +182,8 @@ _BENCHES = {
     "http": "segserver.bench.http",
     "segments": "segserver.bench.segments",
     "eval": "segserver.engine.bench",
+    "durability": "segserver.bench.durability",
+    "loops": "segserver.bench.loops",
 }
 
 
@@ -182,11 +196,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _recompute_cmd(args: argparse.Namespace) -> int:
-    from segserver.storage.embedded import EmbeddedRedis
     from segserver.wiring import open_services
 
     settings = _settings(args)
-    embedded = EmbeddedRedis(settings.data_dir) if settings.embedded else None
+    embedded = _embedded(settings)
 
     def bar(done: int, total: int) -> None:
         width = 40

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     redis_timeout_ms: int = Field(2000, ge=1, le=600_000)
     redis_budget_ms: int = Field(50, ge=1, le=60_000)
     redis_multiplex: bool = True
+    embedded_appendfsync: Literal["always", "everysec", "no"] = "everysec"
 
     host: str = "127.0.0.1"
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
@@ -61,6 +62,8 @@ class Settings(BaseSettings):
     visitor_history_length: int = Field(50, ge=1, le=10_000)
     expiry_interval_seconds: float = Field(0.25, ge=0, le=60)
     expiry_lease_seconds: float = Field(30, ge=1, le=3600)
+    loop_stale_seconds: float = Field(30, gt=0, le=86400)
+    loop_backoff_max_seconds: float = Field(5, ge=0.1, le=3600)
 
     trigger_retries: int = Field(5, ge=0, le=100)
     trigger_backoff_seconds: float = Field(1.0, gt=0, le=3600)

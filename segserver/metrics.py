@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # fine below 20 ms, where the page view's objectives are (p99 <= 5 ms, p99.9 <= 20 ms)
 _LATENCY_BUCKETS = (
@@ -27,6 +29,8 @@ _LATENCY_BUCKETS = (
     1,
     2.5,
 )
+# an idle loop answers a probe in ~50 µs; anything holding it past 1 ms shows in the tail
+_LAG_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
 
 
 class Metrics:
@@ -44,9 +48,24 @@ class Metrics:
         self.degraded = Counter("segserver_degraded_answers",
                                 "Page views answered with the fallback", registry=r)  # fmt: skip
         self.events = Counter("segserver_events", "Events by outcome", ["status"], registry=r)
+        # tells the processes of `serve --workers N` apart (bench http sums over them)
+        self.process_id = Gauge("segserver_process_id", "This server process' id", registry=r)
+        self.process_id.set(os.getpid())
         self.redis_round_trips = Counter(
             "segserver_redis_round_trips", "Redis round trips (a pipeline is one)", registry=r
         )
+        # background loops (segserver.jobs.loop): `time() - last_success` is a loop's age
+        self.loop_last_success = Gauge(
+            "segserver_loop_last_success_timestamp_seconds",
+            "Epoch seconds of a background loop's last successful round (its start before one)",
+            ["loop"], registry=r)  # fmt: skip
+        self.loop_failures = Counter(
+            "segserver_loop_failures", "Failed rounds of a background loop", ["loop"], registry=r
+        )
+        self.loop_lag = Histogram(
+            "segserver_event_loop_lag_seconds",
+            "How long the event loop made an arriving callback wait (sampled 10 times a second)",
+            registry=r, buckets=_LAG_BUCKETS)  # fmt: skip
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

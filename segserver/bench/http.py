@@ -104,10 +104,10 @@ def _wrk_script(path: Path, key: str, visitors: int, target: str) -> None:
     """A wrk script posting to `target` for random seeded visitors."""
     vid = "'v' .. math.random(0, " + str(visitors - 1) + ")"
     bodies = {
-        "/v1/context": "'{\"visitor_id\":\"' .. " + vid + " .. "
-        "'\",\"events\":[{\"type\":\"page_view\"}],\"placements\":[\"popup\",\"hero\"]}'",
-        "/v1/events": "'[{\"visitor_id\":\"' .. " + vid + " .. '\",\"type\":\"page_view\"}]'",
-        "/_bench/ceiling": "'{\"visitor_id\":\"v1\"}'",
+        "/v1/context": '\'{"visitor_id":"\' .. ' + vid + " .. "
+        '\'","events":[{"type":"page_view"}],"placements":["popup","hero"]}\'',
+        "/v1/events": '\'[{"visitor_id":"\' .. ' + vid + ' .. \'","type":"page_view"}]\'',
+        "/_bench/ceiling": '\'{"visitor_id":"v1"}\'',
     }
     path.write_text(
         'wrk.method = "POST"\n'
@@ -249,8 +249,8 @@ def _cpu_load(on: bool) -> Iterator[None]:
     procs = []
     if on:
         for _ in range(os.cpu_count() or 1):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", "x = 0\nwhile True: x = (x * 31 + 7) % 1000003"]))  # fmt: skip
+            busy = "x = 0\nwhile True: x = (x * 31 + 7) % 1000003"
+            procs.append(subprocess.Popen([sys.executable, "-c", busy]))
     try:
         yield
     finally:
@@ -276,8 +276,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", default="1,2", help="server processes to measure")
-    parser.add_argument("--load", action="store_true",
-                        help="also measure the latency while CPU-heavy processes run")
+    parser.add_argument(
+        "--load", action="store_true", help="also measure the latency while CPU-heavy processes run"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         print("segserver bench http needs wrk and taskset (Debian: apt-get install wrk)")

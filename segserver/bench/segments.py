@@ -26,6 +26,7 @@ from segserver.bench.common import private_redis, row
 from segserver.catalogue.analytics import SegmentAnalytics
 from segserver.config import load_settings
 from segserver.demo import ensure_demo_site, seed_profiles
+from segserver.jobs.loop import Loops
 from segserver.storage.analytics import AnalyticsStore
 from segserver.storage.jobs import ShardReader
 from segserver.wiring import Services, build_services
@@ -65,8 +66,8 @@ async def _expiry_lag(services: Services, site: str, visitors: int, seed: int,
         for vid in ids:
             pipe.zadd(keys.due(site, keys.visitor(site, vid).shard), {vid: due_at})
         await pipe.execute()
-    stop = asyncio.Event()
-    task = asyncio.create_task(services.expiry.run_forever(time.time, interval, stop))
+    loops = Loops()
+    loops.start("expiry", lambda: services.expiry.run_round(time.time), pause=interval)
     lags: dict[str, float] = {}
     deadline = time.time() + 30
     while len(lags) < len(ids) and time.time() < deadline:
@@ -80,8 +81,7 @@ async def _expiry_lag(services: Services, site: str, visitors: int, seed: int,
             if score is None or float(score) != due_at:
                 lags[vid] = seen - due_at
         await asyncio.sleep(0.005)
-    stop.set()
-    await task
+    await loops.stop("expiry")
     return sorted(lags.values())
 
 

@@ -9,8 +9,6 @@ ids in the first column, an optional `visitor_id` header, `?mode=`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import csv
 import io
 import logging
@@ -22,8 +20,9 @@ from aiohttp import web
 
 from segserver.catalogue.analytics import SegmentAnalytics, compile_expression, usable
 from segserver.catalogue.runtime import SiteContext
-from segserver.errors import ConflictError, SegserverError, ValidationError
+from segserver.errors import ConflictError, ValidationError
 from segserver.http.keys import CLOCK, SERVICES
+from segserver.http.ops import LOOPS
 from segserver.http.request import json_body, json_response, now
 from segserver.jobs.history import DAY
 from segserver.profile.identity import check_visitor_id
@@ -203,13 +202,12 @@ async def freeze(request: web.Request) -> web.Response:
 
 async def history_ctx(app: web.Application) -> AsyncIterator[None]:
     """Size-history snapshots in the background of every server process."""
-    stop = asyncio.Event()
-    task = None
     snapshots = app[SERVICES].history
-    if snapshots is not None:
-        task = asyncio.create_task(snapshots.run_forever(app[CLOCK], stop))
+    if snapshots is None:  # history_interval_seconds = 0
+        yield
+        return
+    clock, loops = app[CLOCK], app[LOOPS]
+    loops.start("history", lambda: snapshots.run_round(clock),
+                pause=lambda: snapshots.pause(clock), period=snapshots.interval)  # fmt: skip
     yield
-    if task is not None:
-        stop.set()
-        with contextlib.suppress(TimeoutError, SegserverError):
-            await asyncio.wait_for(task, 10)
+    await loops.stop("history")

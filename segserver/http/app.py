@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -31,9 +30,8 @@ from segserver.http.middlewares import (
     metrics_middleware,
 )
 from segserver.http.webhooks import WebhookClient
+from segserver.jobs.loop import LagProbe, Loops
 from segserver.wiring import build_services
-
-log = logging.getLogger("segserver.http")
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -54,21 +52,30 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         await webhooks.close()
 
 
+async def _loops_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The supervisor of every background loop of this process (segserver.jobs.loop)
+    and the probe of the event loop's lag; the loops' own contexts follow."""
+    settings, metrics = app[SETTINGS], app[SERVICES].metrics
+    loops = Loops(metrics, stale_after=settings.loop_stale_seconds,
+                  backoff_max=settings.loop_backoff_max_seconds)  # fmt: skip
+    app[ops.LOOPS] = loops
+    probe = LagProbe(metrics.loop_lag.observe)
+    probe.start(asyncio.get_running_loop())
+    yield
+    await loops.stop_all()
+    probe.stop()
+
+
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     """Exact expiry in the background of every server process."""
     interval = app[SETTINGS].expiry_interval_seconds
-    stop = asyncio.Event()
-    task = None
-    if interval > 0:
-        services = app[SERVICES]
-        task = asyncio.create_task(services.expiry.run_forever(app[CLOCK], interval, stop))
+    if interval <= 0:
+        yield
+        return
+    expiry, clock, loops = app[SERVICES].expiry, app[CLOCK], app[ops.LOOPS]
+    loops.start("expiry", lambda: expiry.run_round(clock), pause=interval)
     yield
-    if task is not None:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 10)
-        except TimeoutError:
-            log.warning("expiry scheduler did not stop within 10 s")
+    await loops.stop("expiry")
 
 
 def create_app(
@@ -84,6 +91,7 @@ def create_app(
     app[REDIS_URL] = redis_url or settings.redis_url
     app[CLOCK] = clock
     app.cleanup_ctx.append(_services_ctx)
+    app.cleanup_ctx.append(_loops_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
     app.cleanup_ctx.append(analytics_routes.history_ctx)
     app.cleanup_ctx.append(triggers_routes.triggers_ctx)

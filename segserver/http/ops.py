@@ -8,10 +8,13 @@ from aiohttp import web
 
 from segserver.http.keys import SERVICES
 from segserver.http.request import json_response
+from segserver.jobs.loop import Loops
 from segserver.resources import shipped_dir
 from segserver.storage.client import ping
 
 routes = web.RouteTableDef()
+#: The supervisor of this process' background loops (set by create_app's contexts).
+LOOPS = web.AppKey("loops", Loops)
 
 
 @routes.get("/healthz")
@@ -22,7 +25,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready to serve: Redis answers and every Lua script is loaded."""
+    """Ready to serve: Redis answers, every Lua script is loaded and no background
+    loop is stale (no successful round for longer than its interval plus
+    `loop_stale_seconds`); `stale` names the stale ones, `loops` tells about each."""
     services = request.app[SERVICES]
     redis_ok = await ping(services.clients.raw)
     scripts_ok = redis_ok and await services.scripts.loaded()
@@ -32,11 +37,20 @@ async def readyz(request: web.Request) -> web.Response:
             scripts_ok = await services.scripts.loaded()
         except Exception:
             scripts_ok = False
-    ok = redis_ok and scripts_ok
+    loops = request.app.get(LOOPS)
+    stale = loops.stale() if loops is not None else []
+    ok = redis_ok and scripts_ok and not stale
+    now = loops.clock() if loops is not None else 0.0
+    states = {
+        s.name: {"last_success_seconds_ago": round(s.age(now), 3), "failures": s.failures,
+                 "error": s.error or None}
+        for s in (loops.states() if loops is not None else [])
+    }  # fmt: skip
     return json_response(
-        {"status": "ready" if ok else "not_ready", "redis": redis_ok, "scripts": scripts_ok},
+        {"status": "ready" if ok else "not_ready", "redis": redis_ok, "scripts": scripts_ok,
+         "stale": stale, "loops": states},
         status=200 if ok else 503,
-    )
+    )  # fmt: skip
 
 
 @routes.get("/metrics")

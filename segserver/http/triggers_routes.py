@@ -4,8 +4,6 @@ and its HTTP client are built with the services)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +11,7 @@ from aiohttp import web
 
 from segserver.errors import ValidationError
 from segserver.http.keys import SERVICES
+from segserver.http.ops import LOOPS
 from segserver.http.request import json_body, json_response, now
 
 #: Set to False before start-up to keep the runner from looping in the background
@@ -23,17 +22,18 @@ TRIGGERS_BACKGROUND = web.AppKey("triggers_background", bool)
 async def triggers_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run webhook delivery in the background until shutdown."""
     services = app[SERVICES]
-    task = None
+    runner = services.trigger_runner
     # trigger_poll_seconds = 0 keeps delivery out of this process (other ones do it)
-    if app.get(TRIGGERS_BACKGROUND, True) and services.settings.trigger_poll_seconds > 0:
-        task = asyncio.create_task(services.trigger_runner.run(), name="segserver-triggers")
+    background = app.get(TRIGGERS_BACKGROUND, True) and services.settings.trigger_poll_seconds > 0
+    if background:
+        loops = app[LOOPS]
+        runner.progress = lambda: loops.beat("triggers")
+        loops.start("triggers", runner.run_round, pause=services.settings.trigger_poll_seconds)
     try:
         yield
     finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if background:
+            await app[LOOPS].stop("triggers")
 
 
 routes = web.RouteTableDef()

@@ -7,16 +7,12 @@ Points older than the retention (90 days by default) are dropped as new ones com
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Callable, Sequence
 
 from segserver.catalogue.runtime import Runtime
-from segserver.errors import NotFoundError, SegserverError
+from segserver.errors import NotFoundError
 from segserver.storage.analytics import AnalyticsStore
 
-log = logging.getLogger("segserver.history")
 DAY = 86400.0
 
 
@@ -58,16 +54,11 @@ class HistorySnapshotter:
             taken += 1
         return taken
 
-    async def run_forever(self, clock: Callable[[], float], stop: asyncio.Event) -> None:
-        """The background loop of `segserver serve`: once now, then at every boundary."""
-        while not stop.is_set():
-            try:
-                await self.run_once(clock())
-            except SegserverError as exc:
-                log.warning("size history: %s", exc.message)
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
-            wait = self.interval - clock() % self.interval + 0.01
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+    async def run_round(self, clock: Callable[[], float]) -> bool:
+        """One round of the supervised loop (segserver.jobs.loop); never busy."""
+        await self.run_once(clock())
+        return False
+
+    def pause(self, clock: Callable[[], float]) -> float:
+        """Seconds from `clock()` to just past the next interval boundary."""
+        return self.interval - clock() % self.interval + 0.01

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import logging
 import os
 import random
 import secrets
@@ -31,13 +30,11 @@ from typing import Any
 import orjson
 
 from segserver.catalogue.triggers import Subscription, TriggerService
-from segserver.errors import ConfigError, SegserverError, StorageError
+from segserver.errors import ConfigError, SegserverError
 from segserver.storage.changes import Change, ChangeStore
 from segserver.storage.client import Client
 from segserver.storage.keys import Keys
 from segserver.storage.models import Records
-
-log = logging.getLogger("segserver.triggers")
 
 SIGNATURE_HEADER = "X-Segserver-Signature"
 TIMESTAMP_HEADER = "X-Segserver-Timestamp"
@@ -165,38 +162,30 @@ class RunStats:
 
 @dataclass
 class TriggerRunner:
-    """Delivers due changes; `run_once(now)` is one step, `run()` loops forever."""
+    """Delivers due changes; `run_once(now)` is one step, `run_round()` one round of
+    the supervised loop that `segserver serve` runs."""
 
     store: ChangeStore
     triggers: TriggerService
     sender: Sender
     options: TriggerOptions = field(default_factory=TriggerOptions)
     clock: Callable[[], float] = time.time
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rand: Callable[[], float] = random.random
     consumer: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     )
+    #: called after every delivery attempt: a round waiting on slow receivers (up to
+    #: `timeout_seconds` each) is making progress, not stuck (segserver.jobs.loop)
+    progress: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
         self._limit = asyncio.Semaphore(self.options.concurrency)
 
-    async def run(self) -> None:
-        """Step until cancelled; wait `poll_seconds` only when a step found nothing."""
-        task = asyncio.current_task()
-        while True:
-            busy = False
-            try:
-                busy = (await self.run_once()).busy
-            except StorageError as exc:
-                log.warning("trigger delivery: %s", exc)
-            except Exception:
-                log.exception("trigger delivery step failed")
-            if task is not None and task.cancelling():
-                # a client library swallowed the cancellation mid-command
-                raise asyncio.CancelledError
-            if not busy:
-                await self.sleep(self.options.poll_seconds)
+    async def run_round(self) -> bool:
+        """One round of the supervised loop (segserver.jobs.loop): a step; True when
+        it found work (the next one starts at once), else the loop waits
+        `poll_seconds`."""
+        return (await self.run_once()).busy
 
     async def run_once(self, now: float | None = None) -> RunStats:
         """Deliver every change read now and every retry due at `now`."""
@@ -242,6 +231,7 @@ class TriggerRunner:
     ) -> None:
         async with self._limit:
             ok = await self._attempt(sub, delivery, now)
+        self.progress()
         if ok:
             stats.delivered += 1
             if retry:
@@ -338,7 +328,7 @@ def build_triggers(
     **runner: Any,
 ) -> tuple[TriggerService, TriggerRunner, DeadLetters]:
     """Wire the trigger parts on a decoding Redis client (`Clients.text`); `runner`
-    passes sleep, rand or consumer on to the TriggerRunner."""
+    passes rand, consumer or progress on to the TriggerRunner."""
     store = ChangeStore(text_client, keys)
     service = TriggerService(Records(text_client, keys.prefix), store)
     run = TriggerRunner(

@@ -113,7 +113,11 @@ async def test_health_and_readiness(client: Client) -> None:
     assert (await client.get("/healthz")).status == 200
     ready = await client.get("/readyz")
     assert ready.status == 200
-    assert await ready.json() == {"status": "ready", "redis": True, "scripts": True}
+    body = await ready.json()
+    assert {k: body[k] for k in ("status", "redis", "scripts", "stale")} == {
+        "status": "ready", "redis": True, "scripts": True, "stale": []
+    }  # fmt: skip
+    assert set(body["loops"]) == {"expiry", "history", "triggers"}  # the background loops
 
 
 async def test_unknown_route_is_json_404(client: Client) -> None:

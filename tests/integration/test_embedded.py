@@ -1,5 +1,6 @@
 """The embedded default: a private redis-server that keeps data across restarts,
-and `segserver serve` starting and stopping it."""
+respawned when it dies while supervised, and `segserver serve` starting it, running
+on through its kill -9 and stopping it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import redis
 
 from segserver.errors import ConfigError
 from segserver.storage.embedded import EmbeddedRedis
+from tests.faults.procs import ServeProcess, wait_for
 
 
 def test_restart_keeps_data(tmp_path: Path) -> None:
@@ -24,6 +26,37 @@ def test_restart_keeps_data(tmp_path: Path) -> None:
         client.set("k", "v")
     with EmbeddedRedis(tmp_path / "d") as server, redis.Redis.from_url(server.url) as client:
         assert client.get("k") == b"v"
+
+
+@pytest.mark.parametrize("policy", ["always", "everysec", "no"])
+def test_appendfsync_reaches_redis(tmp_path: Path, policy: str) -> None:
+    with EmbeddedRedis(tmp_path, appendfsync=policy) as server, \
+            redis.Redis.from_url(server.url, decode_responses=True) as client:  # fmt: skip
+        assert client.config_get("appendfsync") == {"appendfsync": policy}
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+    with pytest.raises(ConfigError, match="appendfsync"):
+        EmbeddedRedis(tmp_path, appendfsync="sometimes")
+
+
+def test_supervised_redis_is_respawned_with_its_data(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path, appendfsync="always")
+    server.start()
+    server.supervise()
+    try:
+        with redis.Redis.from_url(server.url) as client:
+            client.set("k", "v")  # acknowledged after its fsync ("always")
+        assert server.process is not None
+        first = server.process.pid
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: server.restarts == 1, "the supervisor starting redis-server again")
+        assert server.process is not None and server.process.pid != first
+        with redis.Redis.from_url(server.url) as client:
+            assert client.get("k") == b"v"
+        second = server.process.pid
+    finally:
+        server.stop()
+    assert not _alive(second)
+    assert server.process is None and server.restarts == 1  # stopped means not respawned
 
 
 def test_missing_binary_says_how_to_fix(tmp_path: Path) -> None:
@@ -116,6 +149,42 @@ def test_serve_with_two_workers(tmp_path: Path, data_dir: Path) -> None:
             proc.wait()
 
 
+@pytest.mark.slow
+def test_serve_answers_again_after_its_embedded_redis_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the embedded redis-server under a running server: the server answers
+    again by itself, with the data of the append-only file, and its loops resume."""
+    serve = ServeProcess(tmp_path, {"SEGSERVER_REDIS_URL": "", "SEGSERVER_LOOP_STALE_SECONDS": "2",
+                                    "SEGSERVER_EMBEDDED_APPENDFSYNC": "always"})  # fmt: skip
+    serve.start()
+    try:
+        with redis.Redis(unix_socket_path=str(tmp_path / "redis.sock")) as client:
+            assert client.config_get("appendfsync") == {"appendfsync": "always"}
+        status, site = serve.admin("POST", "/v1/admin/sites", {"id": "s", "name": "S"})
+        assert status == 201, site
+        key = {"X-Segserver-Key": site["site_key"]}
+        event = [{"visitor_id": "v1", "type": "page_view", "event_id": "e1"}]
+        assert serve.request("POST", "/v1/events", event, key)[0] == 202
+        first = _redis_pid(tmp_path / "redis.sock")
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+
+        def answers_on_new_redis() -> bool:
+            return serve.request("GET", "/readyz")[0] == 200 and _redis_pid(
+                tmp_path / "redis.sock") not in (None, first)  # fmt: skip
+
+        wait_for(answers_on_new_redis, "segserver ready again on a new redis-server", 60)
+        assert serve.admin("GET", "/v1/admin/sites/s")[0] == 200  # the AOF kept the site
+        status, body = serve.request("POST", "/v1/events", [
+            {"visitor_id": "v1", "type": "page_view", "event_id": "e2"}], key)  # fmt: skip
+        assert (status, body["stored"]) == (202, 1), body
+        _, ready = serve.request("GET", "/readyz")
+        assert ready["stale"] == [] and set(ready["loops"]) >= {"expiry", "triggers"}
+        assert "embedded redis-server running again" in serve.log.read_text()
+    finally:
+        assert serve.stop() == 0
+    assert not (tmp_path / "redis.sock").exists() or _redis_pid(tmp_path / "redis.sock") is None
+
+
 def _pid_of(url: str) -> int | None:
     import json
 
@@ -127,8 +196,12 @@ def _pid_of(url: str) -> int | None:
 
 
 def _redis_pid(sock: Path) -> int | None:
-    with redis.Redis(unix_socket_path=str(sock)) as client:
-        return int(client.info("server")["process_id"])
+    """The pid of the redis-server answering on `sock`; None when none answers."""
+    try:
+        with redis.Redis(unix_socket_path=str(sock), socket_timeout=1) as client:
+            return int(client.info("server")["process_id"])
+    except (redis.RedisError, OSError):
+        return None
 
 
 def _alive(pid: int) -> bool:

@@ -39,6 +39,9 @@ def test_precedence_flags_env_file_default(tmp_path: Path, monkeypatch: pytest.M
         ("SEGSERVER_SHARDS", "0", "setting shards"),
         ("SEGSERVER_KEY_PREFIX", "a b", "setting key_prefix"),
         ("SEGSERVER_LOG_LEVEL", "loud", "setting log_level"),
+        ("SEGSERVER_EMBEDDED_APPENDFSYNC", "sometimes", "setting embedded_appendfsync"),
+        ("SEGSERVER_LOOP_STALE_SECONDS", "0", "setting loop_stale_seconds"),
+        ("SEGSERVER_LOOP_BACKOFF_MAX_SECONDS", "0.01", "setting loop_backoff_max_seconds"),
     ],
 )
 def test_bad_value_names_the_setting(
@@ -48,6 +51,19 @@ def test_bad_value_names_the_setting(
     with pytest.raises(ConfigError) as err:
         load_settings()
     assert needle in err.value.message
+
+
+def test_durability_and_loop_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("EMBEDDED_APPENDFSYNC", "LOOP_STALE_SECONDS", "LOOP_BACKOFF_MAX_SECONDS"):
+        monkeypatch.delenv(f"SEGSERVER_{name}", raising=False)
+    settings = load_settings()
+    assert settings.embedded_appendfsync == "everysec"  # a power loss costs at most ~1 s
+    assert (settings.loop_stale_seconds, settings.loop_backoff_max_seconds) == (30, 5)
+    for policy in ("always", "no"):
+        monkeypatch.setenv("SEGSERVER_EMBEDDED_APPENDFSYNC", policy)
+        assert load_settings().embedded_appendfsync == policy
+    monkeypatch.setenv("SEGSERVER_LOOP_STALE_SECONDS", "2.5")
+    assert load_settings(loop_backoff_max_seconds=0.5).loop_stale_seconds == 2.5
 
 
 def test_unknown_setting_in_file_is_an_error(tmp_path: Path) -> None:
