@@ -13,6 +13,7 @@ from segserver.config import Settings
 from segserver.http import (
     admin,
     analytics_routes,
+    console_routes,
     decisions_routes,
     demo_routes,
     jobs_routes,
@@ -105,6 +106,7 @@ def create_app(
     app.add_routes(demo_routes.routes)
     app.add_routes(analytics_routes.routes)
     app.add_routes(results_routes.routes)
+    app.add_routes(console_routes.routes)
     ops.add_static(app)
     if settings.bench_ceiling_route:
         ops.add_bench_routes(app)
