@@ -152,7 +152,7 @@ class Console:
             rule = from_text(text)
         else:
             rule = body["rule"]
-        known = [s.id for s in ctx.segments.values() if s.status != "archived" and s.id != editing]
+        known = [s.id for s in ctx.segments.values() if s.status != "archived"]
         compile_rule(rule, ctx.data.schema.layout, ctx.data.vocab, known, segment_id=editing)
         try:
             text_form: str | None = to_text(rule)
