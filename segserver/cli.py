@@ -40,7 +40,8 @@ def _serve(args: argparse.Namespace) -> int:
     from segserver.http import create_app
 
     settings = _settings(args, host=args.host, port=args.port)
-    if not settings.admin_token:
+    generated = not settings.admin_token
+    if generated:
         settings = settings.model_copy(update={"admin_token": secrets.token_urlsafe(24)})
         print(
             f"segserver: no admin token configured; this run's token: {settings.admin_token}",
@@ -65,7 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
             loop=new_event_loop(settings),
             host=settings.host,
             port=settings.port,
-            print=None if args.quiet else _printer(settings),
+            print=None if args.quiet else _printer(settings, generated or args.demo),
             access_log=None,
             handle_signals=True,
             reuse_port=args.reuse_port,
@@ -107,6 +108,8 @@ def _run_workers(args: argparse.Namespace, settings: Settings, url: str) -> int:
     ]
     print(f"segserver: {args.workers} workers serving on http://{settings.host}:{settings.port} "
           "(Ctrl-C stops)", flush=True)  # fmt: skip
+    if not args.quiet:
+        print(f"segserver: admin page {admin_url(settings, args.demo)}", flush=True)
 
     def stop(signum: int, _: object) -> None:
         for w in workers:
@@ -134,10 +137,23 @@ def _warm_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _printer(settings: Settings) -> Callable[[str], None]:
+def admin_url(settings: Settings, with_token: bool) -> str:
+    """The admin page's address; with the token in its fragment (never sent to the
+    server, read once by the page and removed from the address bar) when asked."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{settings.port}/admin/"
+    return f"{url}#token={settings.admin_token}" if with_token else url
+
+
+def _printer(settings: Settings, with_token: bool) -> Callable[[str], None]:
+    """What `serve` prints once listening: the address, and the admin page's (with the
+    token for a demo or a generated token; a configured token is not echoed)."""
+
     def show(_: str) -> None:
         print(
-            f"segserver: serving on http://{settings.host}:{settings.port} (Ctrl-C stops)",
+            f"segserver: serving on http://{settings.host}:{settings.port} (Ctrl-C stops)\n"
+            f"segserver: admin page {admin_url(settings, with_token)}",
             flush=True,
         )
 

@@ -10,6 +10,8 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
+from segserver.cli import admin_url
+from segserver.config import load_settings
 from segserver.http.keys import SERVICES
 from segserver.wiring import Services
 from tests.conftest import Clock, admin_headers, snapshot
@@ -320,3 +322,11 @@ async def test_the_page_is_served_at_admin(client: Client) -> None:
     ):
         resp = await client.get(bad)
         assert resp.status == 404, bad
+
+
+def test_serve_prints_the_admin_url_with_the_token_in_its_fragment() -> None:
+    local = load_settings(host="0.0.0.0", port=8080, admin_token="t0ken")
+    assert admin_url(local, True) == "http://127.0.0.1:8080/admin/#token=t0ken"
+    assert admin_url(local, False) == "http://127.0.0.1:8080/admin/"
+    v6 = load_settings(host="::1", port=9000, admin_token="t0ken")
+    assert admin_url(v6, False) == "http://[::1]:9000/admin/"
