@@ -150,6 +150,7 @@ async function route() {
     showError(err);
     if (err instanceof ApiError && err.status === 401) return renderSignIn("The token is no longer valid; sign in again.");
   }
+  scrollers();
   // Move focus to the new screen's heading, except on the very first view (the
   // browser's own focus start is right then) and when the screen focused a control.
   const heading = main.querySelector(".screen-title");
@@ -174,5 +175,28 @@ async function boot() {
   performance.mark("admin:first-view");
 }
 
+/** Tables wider than the screen scroll sideways in their .table-wrap: those that do
+ * become focusable regions, so a keyboard can scroll them (WCAG 2.1.1). */
+function scrollers() {
+  for (const wrap of main.querySelectorAll(".table-wrap")) {
+    const scrolls = wrap.scrollWidth > wrap.clientWidth + 1;
+    const heading = wrap.closest("section")?.querySelector("h2");
+    wrap.toggleAttribute("tabindex", scrolls);
+    if (scrolls) {
+      wrap.setAttribute("tabindex", "0");
+      wrap.setAttribute("role", "region");
+      wrap.setAttribute("aria-label", `${heading ? heading.textContent : "Table"} (scrolls sideways)`);
+    } else {
+      wrap.removeAttribute("role");
+      wrap.removeAttribute("aria-label");
+    }
+  }
+}
+
+let resizing;
+window.addEventListener("resize", () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(scrollers, 150);
+});
 window.addEventListener("hashchange", route);
 boot().then(() => announce(""));

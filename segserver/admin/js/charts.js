@@ -101,9 +101,9 @@ export function intervalBars(rows, { label = "", width = 640, format = (v) => v 
   return svg;
 }
 
-/** A colour for a heat-map cell: white → blue by share (0..1), with text that stays readable. */
+/** A colour for a heat-map cell: white → blue by share (0..1). The darkest blue keeps
+ * black text above 4.5:1 (lightness 62 %: ~7:1), so the text colour never changes. */
 export function heat(share) {
   const v = Math.max(0, Math.min(1, share || 0));
-  const light = 97 - 55 * v;
-  return { background: `hsl(215 70% ${light}%)`, color: light < 60 ? "#fff" : "#111" };
+  return { background: `hsl(215 75% ${(97 - 35 * v).toFixed(1)}%)`, color: "#111" };
 }

@@ -113,7 +113,7 @@ export async function render(main, cid) {
         exclude),
       h("div", { class: "row" }, field("Starts (UTC)", start, { hint: "empty: now" }), field("Ends (UTC)", end, { hint: "empty: never" })),
       h("section", { "aria-labelledby": "var-title" }, h("h2", { id: "var-title" }, "Variants"),
-        h("table", { dataset: { path: "variants" } }, h("thead", {}, h("tr", {}, ["Variant", "Content", "Weight", ""].map((t) => h("th", { scope: "col" }, t)))), variantRows),
+        h("div", { class: "table-wrap" }, h("table", { dataset: { path: "variants" } }, h("thead", {}, h("tr", {}, ["Variant", "Content", "Weight", ""].map((t) => h("th", { scope: "col" }, t)))), variantRows)),
         h("button", { type: "button", onclick: () => addVariant({ id: String.fromCharCode(97 + variantRows.children.length), content: contents.content[0]?.id, weight: 1 }).focus() }, "+ Variant")),
       h("section", { "aria-labelledby": "cap-title" }, h("h2", { id: "cap-title" }, "Frequency caps"), capRows,
         h("button", { type: "button", onclick: () => addCap({ per: "session", max: 1 }).focus() }, "+ Cap")),

@@ -119,7 +119,7 @@ function historyCard(hist) {
     { class: "card", "aria-labelledby": "hist-title", id: "visitor-history" },
     h("h2", { id: "hist-title" }, "Membership history"),
     hist.changes.length
-      ? h("table", {}, h("thead", {}, h("tr", {}, ["When", "Change", "Segment", "Cause"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, [...hist.changes].reverse().map((c) => h("tr", {}, h("td", {}, when(c.time)), h("td", { class: c.change === "entered" ? "ok" : "bad" }, c.change), h("td", {}, c.segment), h("td", {}, c.cause)))))
+      ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["When", "Change", "Segment", "Cause"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, [...hist.changes].reverse().map((c) => h("tr", {}, h("td", {}, when(c.time)), h("td", { class: c.change === "entered" ? "ok" : "bad" }, c.change), h("td", {}, c.segment), h("td", {}, c.cause))))))
       : h("p", { class: "muted" }, "No stored change yet."),
     h("p", { class: "muted" }, `Stored membership: ${hist.stored.join(", ") || "none"}`),
   );
