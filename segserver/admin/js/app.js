@@ -144,7 +144,7 @@ async function route() {
     const view = await import(module);
     const started = performance.now();
     stop = (await view.render(main, arg, query, screen)) || null;
-    performance.mark(`admin:${screen}:rendered`, { detail: { ms: performance.now() - started } });
+    performance.measure(`admin:screen:${screen}`, { start: started }); // incl. its API calls
   } catch (err) {
     main.replaceChildren(title("Something went wrong"));
     showError(err);

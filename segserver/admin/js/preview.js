@@ -1,7 +1,7 @@
 // The content preview inside an <iframe>: the browser SDK's own renderer draws the
 // content exactly as a site would show it. The SDK runs with a fake network (its
-// /v1/context answer is the content being edited) and in-memory storage, so the
-// preview sends nothing and leaves no cookie or storage behind.
+// /v1/context answer is the content being edited, its beacon goes nowhere) and
+// in-memory storage, so the preview sends nothing and leaves no cookie or storage behind.
 
 import { createSegserver } from "/sdk/segserver.esm.js";
 
@@ -37,7 +37,9 @@ function show({ content, placement }) {
   };
   const w = window;
   const sdk = createSegserver({
-    window: w, document: w.document, location: w.location, navigator: w.navigator,
+    window: w, document: w.document, location: w.location,
+    // the SDK beacons its outbox when the page hides: here the beacon goes nowhere
+    navigator: { userAgent: w.navigator.userAgent, language: w.navigator.language, sendBeacon: () => true },
     localStorage: memory(), sessionStorage: memory(),
     fetch: (url) => Promise.resolve(new Response(JSON.stringify(url.includes("/v1/context") ? answer : { results: [] }), { status: url.includes("/v1/context") ? 200 : 202, headers: { "Content-Type": "application/json" } })),
     setTimeout: (f, ms) => w.setTimeout(f, ms), clearTimeout: (t) => w.clearTimeout(t),

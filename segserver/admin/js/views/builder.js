@@ -12,7 +12,7 @@ import { versionsPanel } from "./versions.js";
 
 const slug = (s) => s.toLowerCase().replace(/[^a-z0-9_-]+/g, "_").replace(/^[_-]+|[_-]+$/g, "").slice(0, 64);
 
-export async function render(main, sid) {
+export async function render(main, sid, query) {
   const isNew = sid === "new";
   const [schema, seg] = await Promise.all([call("schema"), isNew ? null : call("segment", { segment: sid })]);
   const editable = canEdit();
@@ -176,8 +176,10 @@ export async function render(main, sid) {
     current = out;
     announce(`Saved ${out.name}: ${out.status}, version ${out.version}`);
     if (isNew) {
-      history.replaceState(null, "", `#/segments/${encodeURIComponent(out.id)}`);
-      return render(main, out.id).then(() => followJob(out.recompute_job, out.id));
+      // the edit screen of the new segment follows its recompute, then shows its size
+      const follow = new URLSearchParams(out.recompute_job ? { job: out.recompute_job } : {});
+      history.replaceState(null, "", `#/segments/${encodeURIComponent(out.id)}${out.recompute_job ? "?" + follow : ""}`);
+      return render(main, out.id, follow);
     }
     badge.textContent = out.status;
     badge.className = "badge " + out.status;
@@ -233,6 +235,8 @@ export async function render(main, sid) {
   }
 
   if (dynamic()) ruleChanged(editor.get());
-  await Promise.all([refreshVersions(), isNew ? null : showSize(sid)]);
+  const following = query && query.get("job");
+  if (following) followJob(following, sid); // not awaited: the screen is usable meanwhile
+  await Promise.all([refreshVersions(), isNew || following ? null : showSize(sid)]);
   if (isNew) name.focus();
 }

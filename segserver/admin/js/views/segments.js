@@ -65,6 +65,7 @@ export async function render(main, arg, query) {
       return showError(err);
     }
     if (mine !== seq) return; // a newer search answered first
+    const drawn = performance.now(); // the page's own work from here (measured by the e2e tests)
     for (const s of page.segments) for (const t of s.tags) tags.add(t);
     if (tag.options.length !== tags.size + 1) tag.replaceChildren(...options([["", "All"], ...[...tags].sort()], state.tag));
     let rows = page.segments;
@@ -75,6 +76,7 @@ export async function render(main, arg, query) {
     const pages = Math.max(1, Math.ceil(page.total / PER_PAGE));
     count.textContent = `${num(page.total)} segment${page.total === 1 ? "" : "s"}` + (pages > 1 ? ` · page ${state.page} of ${pages}` : "");
     results.replaceChildren(state.view === "cards" ? cards(rows, sizes) : table(rows, sizes, resort), pager(pages));
+    performance.measure("admin:segments:draw", { start: drawn });
     announce(count.textContent);
   }
 
