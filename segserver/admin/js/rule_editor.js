@@ -5,7 +5,8 @@
 // JSON path it edits (data-path), so a compiler error lands at its field.
 
 import { debounce, field, h, options, uid } from "./dom.js";
-import { OP_LABELS, covers, defaultValue, newGroup, newLeaf, nodeType, splitDuration, UNITS, valueKind } from "./rules.js";
+import { OP_LABELS, covers, defaultValue, newGroup, newLeaf, nodeType, valueKind } from "./rules.js";
+import { numberField, textField, valueEditor } from "./value_editors.js";
 
 const WINDOWS = [["", "all time"], ["1d", "today"], ["7d", "last 7 days"], ["14d", "last 14 days"], ["30d", "last 30 days"], ["35d", "last 35 days"]];
 const OFFSETS = [["", "ending today"], ["7d", "ending 7 days ago"], ["14d", "ending 14 days ago"], ["28d", "ending 28 days ago"]];
@@ -22,6 +23,7 @@ export function createRuleEditor({ schema, selfId, onChange }) {
   let model = { rule: newGroup("all") };
   const changed = () => onChange(model.rule);
   const typing = debounce(changed, 150);
+  const io = { changed, typing };
 
   /** Show `rule`; the top is always a group (a single condition becomes all(condition),
    * which matches the same visitors) so that conditions can be added next to it. */
@@ -132,11 +134,11 @@ export function createRuleEditor({ schema, selfId, onChange }) {
       sel.addEventListener("change", () => ((n.const = sel.value === "true"), changed()));
       box.append(field("matches", sel, { path: path + ".const" }));
     } else if (type === "bucket") {
-      box.append(numberField("from %", n.bucket, 0, path + ".bucket[0]"), numberField("to %", n.bucket, 1, path + ".bucket[1]"), textField("salt (optional)", n, "salt", path + ".salt", { optional: true }));
+      box.append(numberField(io, "from %", n.bucket, 0, path + ".bucket[0]"), numberField(io, "to %", n.bucket, 1, path + ".bucket[1]"), textField(io, "salt (optional)", n, "salt", path + ".salt", { optional: true }));
     } else if (type === "ratio") {
       box.append(attrInput("numerator", n.ratio, 0, path + ".ratio[0]"), h("span", { class: "muted", style: "align-self:center" }, "/"), attrInput("denominator", n.ratio, 1, path + ".ratio[1]"));
       const tail = h("div", { class: "row" });
-      const drawTail = () => keepFocus(() => tail.replaceChildren(opSelect(n, "number", path, drawTail), valueEditor(n, "number", path)));
+      const drawTail = () => keepFocus(() => tail.replaceChildren(opSelect(n, "number", path, drawTail), valueEditor(n, "number", path, [], io)));
       drawTail();
       box.append(tail);
     } else {
@@ -148,7 +150,7 @@ export function createRuleEditor({ schema, selfId, onChange }) {
         if (a && a.window) parts.push(windowSelect(n, path, drawTail));
         parts.push(opSelect(n, kind, path, drawTail));
         if (["eq", "ne", "gt", "gte", "lt", "lte"].includes(n.op) && kind !== "flag" && kind !== "category") parts.push(modeSelect(n, a, path, drawTail));
-        parts.push("ref" in n ? refEditor(n, a, path) : valueEditor(n, kind, path));
+        parts.push("ref" in n ? refEditor(n, a, path) : valueEditor(n, kind, path, (attrs[n.attr] || {}).values || [], io));
         tail.replaceChildren(...parts);
       });
       box.append(attrInput("attribute", n, "attr", path + ".attr", drawTail));
@@ -267,120 +269,6 @@ export function createRuleEditor({ schema, selfId, onChange }) {
       parts.push(input);
     }
     return h("div", { class: "row" }, parts);
-  }
-
-  function valueEditor(n, kind, path) {
-    const vk = valueKind(n.op || "eq", kind);
-    const p = path + ".value";
-    const a = attrs[n.attr];
-    const known = a && a.values ? a.values : [];
-    switch (vk) {
-      case "none":
-        return h("span", {});
-      case "number":
-        return numberField("value", n, "value", p);
-      case "number-pair":
-        if (!Array.isArray(n.value)) n.value = [0, 0];
-        return h("div", { class: "row" }, numberField("from", n.value, 0, p + "[0]"), numberField("to", n.value, 1, p + "[1]"));
-      case "instant":
-        return instantField("value (UTC)", n, "value", p, kind);
-      case "instant-pair":
-        if (!Array.isArray(n.value)) n.value = ["", ""];
-        return h("div", { class: "row" }, instantField("from (UTC)", n.value, 0, p + "[0]", kind), instantField("to (UTC)", n.value, 1, p + "[1]", kind));
-      case "duration":
-        return durationField(n, p, n.op === "older_than" ? "ago" : "");
-      case "days": {
-        const d = splitDuration(n.value);
-        const input = h("input", { type: "number", min: "0", max: "366", step: "1", value: d.n });
-        input.addEventListener("input", () => ((n.value = `${input.value}d`), typing()));
-        return field("days (year ignored)", input, { path: p });
-      }
-      case "flag": {
-        const sel = h("select", {}, options([["true", "true"], ["false", "false"]], String(n.value)));
-        sel.addEventListener("change", () => ((n.value = sel.value === "true"), changed()));
-        return field("value", sel, { path: p });
-      }
-      case "string-list":
-      case "number-list":
-      case "instant-list":
-        return chips(n, p, known, vk === "number-list", n.op === "not_in" || n.op === "has_none" ? "exclude values" : "include values");
-      default:
-        return textField("value", n, "value", p, { known });
-    }
-  }
-
-  function numberField(label, obj, key, path) {
-    const input = h("input", { type: "number", step: "any", value: obj[key] ?? "" });
-    input.addEventListener("input", () => ((obj[key] = input.value === "" ? "" : Number(input.value)), typing()));
-    return field(label, input, { path });
-  }
-
-  function textField(label, obj, key, path, { known = [], optional = false } = {}) {
-    const id = known.length ? uid("vals") : null;
-    const input = h("input", { value: obj[key] ?? "", list: id, autocomplete: "off" });
-    input.addEventListener("input", () => {
-      if (optional && input.value === "") delete obj[key];
-      else obj[key] = input.value;
-      typing();
-    });
-    const f = field(label, input, { path });
-    if (id) f.append(h("datalist", { id }, known.map((v) => h("option", { value: v }))));
-    return f;
-  }
-
-  function instantField(label, obj, key, path, kind) {
-    const isDate = kind === "date";
-    const raw = String(obj[key] ?? "");
-    const input = h("input", { type: isDate ? "date" : "datetime-local", value: isDate ? raw.slice(0, 10) : raw.replace(/Z$/, "").slice(0, 16) });
-    input.addEventListener("input", () => {
-      obj[key] = isDate ? input.value : input.value ? `${input.value}:00Z` : "";
-      typing();
-    });
-    return field(label, input, { path });
-  }
-
-  function durationField(n, path, suffix) {
-    const d = splitDuration(n.value);
-    const amount = h("input", { type: "number", min: "0", step: "any", value: d.n });
-    const unit = h("select", { "aria-label": "unit" }, options(UNITS, d.unit));
-    const update = () => ((n.value = `${amount.value}${unit.value}`), typing());
-    amount.addEventListener("input", update);
-    unit.addEventListener("change", update);
-    const f = field(n.op === "within" ? "within the last" : "more than", amount, { path });
-    f.append(h("div", { class: "row" }, unit, suffix ? h("span", {}, suffix) : null));
-    return f;
-  }
-
-  function chips(n, path, known, numeric, label) {
-    if (!Array.isArray(n.value)) n.value = n.value === undefined || n.value === "" ? [] : [n.value];
-    const id = known.length ? uid("vals") : null;
-    const input = h("input", { list: id, autocomplete: "off", size: 12 });
-    const box = h("div", { class: "chips" });
-    const draw = () =>
-      box.replaceChildren(
-        ...n.value.map((v, i) =>
-          h("span", { class: "chip" }, String(v), h("button", { type: "button", "aria-label": `Remove ${v}`, onclick: () => (n.value.splice(i, 1), draw(), changed(), input.focus()) }, "×")),
-        ),
-      );
-    const addValue = () => {
-      const text = input.value.trim();
-      if (!text) return;
-      n.value.push(numeric ? Number(text) : text);
-      input.value = "";
-      draw();
-      changed();
-    };
-    input.addEventListener("keydown", (e) => {
-      if (e.key === "Enter") {
-        e.preventDefault();
-        addValue();
-      }
-    });
-    draw();
-    const f = field(label, input, { path, hint: "Enter adds a value" });
-    f.append(h("div", { class: "row" }, h("button", { type: "button", onclick: addValue }, "Add"), box));
-    if (id) f.append(h("datalist", { id }, known.map((v) => h("option", { value: v }))));
-    return f;
   }
 
   /** Mark the field a compiler error names (the longest data-path covering it). */
