@@ -109,9 +109,15 @@ def open_admin(
 
 
 def go(page: Any, server: DemoServer, hash_: str) -> None:
-    """Open a screen of the page (a hash change; the page stays loaded)."""
-    page.goto(f"{server.origin}/admin/#/{hash_}")
-    page.locator("main .screen-title").first.wait_for()
+    """Open a screen of the page (a hash change; the page stays loaded) and wait until
+    it replaced the screen shown before (or reload it when it is the same address)."""
+    url = f"{server.origin}/admin/#/{hash_}"
+    page.evaluate("document.querySelectorAll('main .screen-title').forEach(e => e.dataset.old = 1)")
+    if page.url == url:
+        page.reload()
+    else:
+        page.goto(url)
+    page.locator("main .screen-title:not([data-old])").first.wait_for()
 
 
 def dismiss_popup(page: Any) -> None:

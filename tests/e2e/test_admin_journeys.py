@@ -408,6 +408,27 @@ def test_keyboard_only_pass_over_the_builder(
     screenshot(page, tmp_path, "builder-keyboard")
 
 
+def test_campaign_order_with_the_keyboard(admin: Any, demo_server: DemoServer) -> None:
+    """The Move buttons reorder without a mouse; focus stays on the moved campaign."""
+    page = admin
+    go(page, demo_server, "campaigns")
+    popup = page.locator('ol[data-placement="demo_popup"]')
+    before = popup.locator("li").evaluate_all("els => els.map(e => e.dataset.campaign)")
+    assert before == ["demo_cart_rescue", "demo_welcome"]
+    page.get_by_role("button", name="Move Welcome popup up").focus()
+    page.keyboard.press("Enter")
+    after = popup.locator("li").evaluate_all("els => els.map(e => e.dataset.campaign)")
+    assert after == ["demo_welcome", "demo_cart_rescue"]
+    moved = page.evaluate("document.activeElement.closest('li').dataset.campaign")
+    assert moved == "demo_welcome"  # focus moved with it (to its enabled Move button)
+    page.get_by_text("Welcome popup moved to position 1 of 2").wait_for()
+    section = page.locator("section").filter(has=popup)
+    section.get_by_role("button", name="Undo").click()  # nothing was saved
+    restored = popup.locator("li").evaluate_all("els => els.map(e => e.dataset.campaign)")
+    assert restored == before
+    assert demo_server.admin("GET", "/campaigns/demo_welcome")["priority"] == 10
+
+
 def test_the_page_made_only_requests_the_api_has(admin: Any) -> None:
     """Every request the page sent during these journeys is an operation of the API
     (tests/e2e/admin.py records them); the list is printed for the report."""
