@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
-from tests.e2e.admin import go, open_admin, screenshot, seed_visitors
+from tests.e2e.admin import go, open_admin, public, screenshot, seed_visitors
 from tests.e2e.conftest import ADMIN_TOKEN, DemoServer
 
 pytestmark = pytest.mark.e2e
@@ -31,16 +31,42 @@ SCREENS = {
     "campaigns": ("campaigns", "ol[data-placement]"),
     "campaign-editor": ("campaigns/demo_cart_rescue", "fieldset[data-path='audience.include']"),
     "who-wins": ("winners", "section.card table"),
-    "results": ("results/demo_welcome", "#results-table"),
+    "results": ("results/e2e_results", "#results-table"),
     "visitor": ("visitors/e2e-seed-0", "#visitor-decisions"),
     "operations": ("ops", "#site-key"),
 }
+
+
+def results_campaign(server: DemoServer) -> None:
+    """An A/B test with a holdout for the results screen: 90 visitors exposed through
+    /v1/context, then a share of each arm adds to cart (the campaign's goal)."""
+    if any(c["id"] == "e2e_results" for c in server.admin("GET", "/campaigns")["campaigns"]):
+        return
+    server.admin("POST", "/placements", {"id": "e2e_hero", "name": "E2E hero", "kind": "banner"})
+    for cid, title in (("e2e_hero_a", "Spring sale"), ("e2e_hero_b", "Free returns")):
+        server.admin("POST", "/content", {"id": cid, "kind": "banner", "payload": {"title": title}})
+    server.admin("POST", "/campaigns", {
+        "id": "e2e_results", "name": "Hero A/B test", "placement": "e2e_hero", "status": "active",
+        "priority": 5, "holdout": 30, "goals": ["add_to_cart"],
+        "variants": [{"id": "a", "content": "e2e_hero_a", "weight": 50},
+                     {"id": "b", "content": "e2e_hero_b", "weight": 50}]})  # fmt: skip
+    every = {"a": 2, "b": 4, None: 6}  # converts every 2nd exposed visitor of a, ...
+    for i in range(90):
+        vid = f"e2e-ab-{i}"
+        answer = public(server, "/v1/context", {"visitor_id": vid, "placements": ["e2e_hero"]})
+        decision = answer["decisions"]["e2e_hero"]
+        arm = decision["variant"] if decision else None  # none: in the holdout
+        if i % every[arm] == 0:
+            public(server, "/v1/events", {"events": [{"visitor_id": vid, "type": "add_to_cart",
+                                                      "properties": {"product_id": "p1",
+                                                                     "price": 10}}]})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def pages(browser: Any, demo_server: DemoServer) -> Iterator[dict[int, Any]]:
     """One signed-in page per width, shared by the screens."""
     seed_visitors(demo_server)
+    results_campaign(demo_server)
     opened = {w: open_admin(browser, demo_server, w) for w in WIDTHS}
     yield {w: page for w, (_, page) in opened.items()}
     for ctx, _ in opened.values():

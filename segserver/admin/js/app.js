@@ -140,6 +140,7 @@ async function route() {
   if (stop) stop();
   stop = null;
   clearError();
+  document.getElementById("status").textContent = "";
   try {
     const view = await import(module);
     const started = performance.now();
