@@ -58,9 +58,6 @@ export const ROUTES = {
   visitorHistory: ["GET", "/v1/admin/sites/{site}/visitors/{visitor}/history"],
 };
 
-/** Requests a viewer may make although they are POSTs: they read, they never write. */
-const READS = new Set(["checkRule", "preview", "overlap"]);
-
 export class ApiError extends Error {
   constructor(status, code, message, details) {
     super(message);
@@ -78,11 +75,10 @@ export function configure(changes) {
   Object.assign(state, changes);
 }
 
-/** May the signed-in token change things? (The server enforces it; the page only follows.) */
+/** May the signed-in token change the catalogue (editor and up)? Keys, tokens and
+ * erasure (admin and up)? The server enforces it; the page only follows. */
 export const canEdit = () => state.role !== "viewer";
-export const isRead = (name, body) =>
-  ROUTES[name][0] === "GET" || READS.has(name) || (name === "query" && !(body && body.save_as));
-
+export const canAdmin = () => state.role === "admin" || state.role === "root";
 function url(name, params, query) {
   const [, template] = ROUTES[name];
   const path = template.replace(/\{(\w+)\}/g, (_, k) => {

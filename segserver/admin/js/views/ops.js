@@ -1,7 +1,7 @@
 // Operations: jobs with live progress, webhooks (subscriptions, dead letters and
 // redrive), the site's keys and its decision policy.
 
-import { call, canEdit } from "../api.js";
+import { call, canAdmin, canEdit } from "../api.js";
 import { announce, confirmDialog, field, h, num, options, showError, title, when } from "../dom.js";
 
 export async function render(main) {
@@ -168,7 +168,7 @@ function keysCard(site) {
     { class: "card", "aria-labelledby": "keys-title" },
     h("h2", { id: "keys-title" }, "Keys"),
     h("dl", { class: "kv" }, h("dt", {}, "Site"), h("dd", {}, `${site.name} (${site.id})`), h("dt", {}, "Public site key"), h("dd", {}, key), h("dt", {}, "Allowed origins"), h("dd", {}, site.origins.join(", ") || "none")),
-    canEdit() ? h("div", { class: "actions" }, h("button", { type: "button", onclick: rotate }, "Rotate the site key")) : null,
+    canAdmin() ? h("div", { class: "actions" }, h("button", { type: "button", onclick: rotate }, "Rotate the site key")) : null,
   );
 }
 

@@ -2,7 +2,7 @@
 // (the clause that decided each segment with the values compared, every campaign
 // considered and why it lost), its membership history; export and erase (GDPR).
 
-import { call, canEdit } from "../api.js";
+import { call, canAdmin } from "../api.js";
 import { announce, confirmDialog, download, field, h, num, showError, title, when } from "../dom.js";
 import { atPath, clauseText } from "../rules.js";
 
@@ -44,7 +44,7 @@ export async function render(main, vid) {
     }
   };
   main.append(
-    h("div", { class: "actions" }, h("button", { type: "button", onclick: exportIt }, "Export (JSON)"), canEdit() ? h("button", { type: "button", class: "danger", onclick: erase }, "Erase (GDPR)") : null),
+    h("div", { class: "actions" }, h("button", { type: "button", onclick: exportIt }, "Export (JSON)"), canAdmin() ? h("button", { type: "button", class: "danger", onclick: erase }, "Erase (GDPR)") : null),
     h("div", { class: "split" }, h("div", { class: "stack" }, decisions(why), segmentsNow(why, rules)), h("div", { class: "stack" }, profileCard(profile), historyCard(history))),
   );
 }
