@@ -16,6 +16,7 @@ from segserver.catalogue.campaigns import ItemService
 from segserver.catalogue.runtime import Runtime
 from segserver.catalogue.segments import SegmentService
 from segserver.catalogue.sites import SiteService
+from segserver.catalogue.tokens import AdminTokens
 from segserver.catalogue.triggers import TriggerService
 from segserver.config import Settings
 from segserver.flows.after_events import AfterEvents
@@ -25,6 +26,7 @@ from segserver.flows.pageview import PageViews
 from segserver.flows.visitors import Visitors
 from segserver.jobs.expiry import ExpiryScheduler
 from segserver.jobs.history import HistorySnapshotter
+from segserver.jobs.quota_sync import QuotaSync
 from segserver.jobs.recompute import Recomputer
 from segserver.jobs.triggers import (
     DeadLetters,
@@ -33,9 +35,11 @@ from segserver.jobs.triggers import (
     TriggerOptions,
     TriggerRunner,
 )
+from segserver.keyfile import stored_secret
 from segserver.metrics import Metrics
 from segserver.profile.events import Limits
 from segserver.profile.ingest import Ingestor
+from segserver.quotas import Buckets, Quotas
 from segserver.recommend import Recommender
 from segserver.results import Results
 from segserver.storage.analytics import AnalyticsStore
@@ -49,9 +53,11 @@ from segserver.storage.keys import Keys
 from segserver.storage.membership import DueStore, MembershipStore
 from segserver.storage.models import ITEM_KINDS, Records
 from segserver.storage.profiles import ProfileStore
+from segserver.storage.quotas import SiteQuotaStore
 from segserver.storage.recommendations import RecommendationStore
 from segserver.storage.results import ResultStore
 from segserver.storage.scripts import Scripts
+from segserver.storage.tokens import TokenStore
 
 DAY = 86400
 
@@ -63,8 +69,10 @@ async def _no_delivery(url: str, body: bytes, headers: Mapping[str, str], timeou
 
 
 def token_secret(settings: Settings) -> bytes:
-    """The key that signs decision tokens."""
-    secret = settings.token_secret or settings.admin_token
+    """The key that signs decision tokens: its own setting, or a secret generated once
+    and kept in the data directory (never derived from the admin token: a token in any
+    page would let anyone test admin-token guesses offline)."""
+    secret = settings.token_secret or stored_secret(settings.data_dir)
     return hashlib.sha256(f"segserver-tokens:{secret}".encode()).digest()
 
 
@@ -101,8 +109,12 @@ class Services:
     triggers: TriggerService
     trigger_runner: TriggerRunner
     dead_letters: DeadLetters
+    tokens: AdminTokens
+    quotas: Quotas
+    quota_sync: QuotaSync
 
     async def close(self) -> None:
+        await self.quota_sync.store.close()
         await self.clients.close()
 
 
@@ -152,6 +164,13 @@ def build_services(
                         token_secret=secret)  # fmt: skip
     recomputer = Recomputer(runtime, ShardReader(clients.raw, keys), membership, keys, jobs)
     triggers = TriggerService(records, changes)
+    quotas = Quotas(
+        key_requests=Buckets(s.quota_key_requests_per_minute),
+        visitor_requests=Buckets(s.quota_visitor_requests_per_minute),
+        visitor_events=Buckets(s.quota_visitor_events_per_minute),
+        events_per_minute=s.quota_site_events_per_minute,
+        new_visitors_per_minute=s.quota_site_new_visitors_per_minute,
+    )
     return Services(
         settings=s, clock=clock, metrics=metrics, clients=clients, scripts=scripts, keys=keys,
         profiles=profiles, dictionary=dictionary, membership=membership, due=due, jobs=jobs,
@@ -177,6 +196,9 @@ def build_services(
         trigger_runner=TriggerRunner(changes, triggers, sender, TriggerOptions.from_settings(s),
                                      clock),
         dead_letters=DeadLetters(changes),
+        tokens=AdminTokens(TokenStore(clients.text, s.key_prefix), s.admin_token),
+        quotas=quotas,
+        quota_sync=QuotaSync(quotas, SiteQuotaStore(clients, keys)),
     )  # fmt: skip
 
 

@@ -65,6 +65,11 @@ class Edits:
         self.runtime.forget(site.id)
         return site
 
+    async def rotate_server_key(self, site_id: str) -> Site:
+        site = await self.sites.rotate_server_key(site_id)
+        self.runtime.forget(site.id)
+        return site
+
     async def put_policy(self, site_id: str, body: Any) -> dict[str, Any]:
         """The site-wide decision policy (site option "policy")."""
         site = await self.sites.get(site_id)

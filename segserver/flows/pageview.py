@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from segserver.results import HOLDOUT
 from segserver.storage.finish import Finish, Serve
 
 MAX_PLACEMENTS = 20
+_PLACEMENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # catalogue.campaigns.SLUG
 _FIELDS = frozenset({"visitor_id", "events", "placements", "explain", "site"})
 
 
@@ -61,12 +63,12 @@ class PageViewRequest:
         if len(events) > max_events:
             raise ValidationError(f"events: more than {max_events} events", code="too_many_events")
         placements = body.get("placements") or []
-        if (
-            not isinstance(placements, list)
-            or len(placements) > MAX_PLACEMENTS
-            or not all(isinstance(p, str) and 0 < len(p) <= 64 for p in placements)
-        ):
+        if not isinstance(placements, list) or len(placements) > MAX_PLACEMENTS:
             raise ValidationError(f"placements: must be a list of at most {MAX_PLACEMENTS} ids")
+        for i, p in enumerate(placements):
+            if not isinstance(p, str) or not _PLACEMENT.fullmatch(p):
+                raise ValidationError(f"placements[{i}]: must be a placement id: 1-64 of "
+                                      "a-z 0-9 _ - (starting a-z0-9)")  # fmt: skip
         explain_ = body.get("explain", False)
         if not isinstance(explain_, bool):
             raise ValidationError("explain: must be true or false")

@@ -17,6 +17,7 @@ from segserver.http import (
     decisions_routes,
     demo_routes,
     jobs_routes,
+    openapi,
     ops,
     public,
     results_routes,
@@ -54,6 +55,20 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         await webhooks.close()
 
 
+async def _quota_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Site-wide quotas: this process' counts synced with Redis in the background."""
+    interval = app[SETTINGS].quota_sync_seconds
+    stop = asyncio.Event()
+    task = None
+    if interval > 0:
+        sync = app[SERVICES].quota_sync
+        task = asyncio.create_task(sync.run_forever(app[CLOCK], interval, stop))
+    yield
+    if task is not None:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     """Exact expiry in the background of every server process."""
     interval = app[SETTINGS].expiry_interval_seconds
@@ -85,9 +100,11 @@ def create_app(
     app[CLOCK] = clock
     app.cleanup_ctx.append(_services_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
+    app.cleanup_ctx.append(_quota_ctx)
     app.cleanup_ctx.append(analytics_routes.history_ctx)
     app.cleanup_ctx.append(triggers_routes.triggers_ctx)
     app.add_routes(ops.routes)
+    app.add_routes(openapi.routes)
     app.add_routes(public.routes)
     app.add_routes(admin.routes)
     app.add_routes(segments_routes.routes)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from segserver.api import catalogue as m
 from segserver.catalogue.segments import list_segments
 from segserver.errors import ValidationError
 from segserver.http.keys import SERVICES
-from segserver.http.request import json_body, json_response, now
+from segserver.http.request import body_of, json_response, now
 
 routes = web.RouteTableDef()
 BASE = "/v1/admin/sites/{site}/segments"
@@ -45,8 +46,8 @@ async def list_(request: web.Request) -> web.Response:
 @routes.post(BASE)
 async def create(request: web.Request) -> web.Response:
     edits = request.app[SERVICES].edits
-    out = await edits.create_segment(request.match_info["site"], await json_body(request),
-                                     now(request))  # fmt: skip
+    body = await body_of(request, m.SegmentCreate)
+    out = await edits.create_segment(request.match_info["site"], body, now(request))
     return json_response(out, status=201)
 
 
@@ -63,7 +64,8 @@ async def update(request: web.Request) -> web.Response:
     """Change a segment. The body carries `version`, the version the editor saw."""
     edits = request.app[SERVICES].edits
     out = await edits.update_segment(request.match_info["site"], request.match_info["segment"],
-                                     await json_body(request), now(request))  # fmt: skip
+                                     await body_of(request, m.SegmentUpdate),
+                                     now(request))  # fmt: skip
     return json_response(out)
 
 
@@ -89,5 +91,6 @@ async def rollback(request: web.Request) -> web.Response:
     the newest version (history is kept, never rewritten)."""
     edits = request.app[SERVICES].edits
     out = await edits.rollback_segment(request.match_info["site"], request.match_info["segment"],
-                                       await json_body(request), now(request))  # fmt: skip
+                                       await body_of(request, m.Rollback),
+                                       now(request))  # fmt: skip
     return json_response(out)

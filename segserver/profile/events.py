@@ -15,6 +15,7 @@ dictionary codes, which may need one round trip to assign:
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,9 +39,18 @@ _OPCODES = {
     "window_add": Opcode.WINDOW_ADD,
     "check_gap": Opcode.CHECK_GAP,
 }
-_PROP_TYPES = {"string", "number", "integer", "timestamp", "list"}
+_PROP_TYPES = {"string", "number", "integer", "timestamp", "list", "product_id", "items"}
 _EVENT_ID_MAX = 128
 _LIST_MAX = 1000
+#: Product ids reach other visitors (recommendations): a conservative charset, so no
+#: markup or formula can travel through them (docs/security.md).
+PRODUCT_ID_RE = re.compile(r"[A-Za-z0-9_.:/+-]{1,128}")
+ITEMS_MAX = 100
+QUANTITY_MAX = 10_000.0
+PRICE_MAX = 1e9
+#: What a public site key may not send (config/events.toml `trusted = true`), and
+#: the code of the per-event rejection.
+SERVER_KEY_REQUIRED = "server_key_required"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,7 @@ class EventType:
     name: str
     properties: Mapping[str, Mapping[str, Any]]
     ops: tuple[OpSpec, ...]
+    trusted: bool = False  # only the site's server key may send it
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +129,15 @@ def _load_builtin_types(path: Any = None) -> dict[str, EventType]:
         for pname, pspec in props.items():
             if pspec.get("type") not in _PROP_TYPES:
                 raise ValueError(f"events.toml [{name}] property {pname}: bad type")
-        types[name] = EventType(name, props, tuple(ops))
+        types[name] = EventType(name, props, tuple(ops), bool(spec.get("trusted", False)))
     return types
 
 
 _BUILTIN_TYPES = _load_builtin_types()
 BUILTIN_EVENT_TYPES = frozenset(_BUILTIN_TYPES)
+#: Event types only a server key may send: purchases, refunds, sign-ups, logins,
+#: identify (attributes), e-mail and support events (config/events.toml).
+TRUSTED_EVENT_TYPES = frozenset(n for n, t in _BUILTIN_TYPES.items() if t.trusted)
 
 
 @dataclass
@@ -218,17 +232,60 @@ def _check_any(value: Any, path: str, limits: Limits, depth: int = 0) -> None:
             _check_any(item, f"{path}.{key}", limits, depth + 1)
 
 
+def _bounded(number: float, spec: Mapping[str, Any], path: str) -> float:
+    if "min" in spec and number < spec["min"]:
+        raise ValidationError(f"{path}: must be at least {spec['min']:g}")
+    if "max" in spec and number > spec["max"]:
+        raise ValidationError(f"{path}: must be at most {spec['max']:g}", code="out_of_range")
+    return number
+
+
+def check_product_id(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not PRODUCT_ID_RE.fullmatch(value):
+        raise ValidationError(f"{path}: must be a product id: 1-128 of A-Z a-z 0-9 _ . : / + -",
+                              code="invalid_product_id")  # fmt: skip
+    return value
+
+
+def _check_items(value: Any, path: str) -> list[Any]:
+    """A purchase's items: product ids or {product_id (or id), quantity?, price?}."""
+    if not isinstance(value, list) or len(value) > ITEMS_MAX:
+        raise ValidationError(f"{path}: must be a list of at most {ITEMS_MAX} items")
+    out: list[Any] = []
+    for i, item in enumerate(value):
+        where = f"{path}[{i}]"
+        if isinstance(item, str):
+            out.append(check_product_id(item, where))
+            continue
+        if not isinstance(item, dict):
+            raise ValidationError(f"{where}: must be a product id or an object")
+        unknown = set(item) - {"product_id", "id", "quantity", "price"}
+        if unknown:
+            raise ValidationError(f"{where}.{sorted(unknown)[0]}: unknown field")
+        name = "product_id" if "product_id" in item else "id"
+        checked: dict[str, Any] = {"product_id": check_product_id(item.get(name),
+                                                                  f"{where}.{name}")}  # fmt: skip
+        for field_, most in (("quantity", QUANTITY_MAX), ("price", PRICE_MAX)):
+            if item.get(field_) is not None:
+                at = f"{where}.{field_}"
+                checked[field_] = _bounded(_number(item[field_], at), {"min": 0, "max": most}, at)
+        out.append(checked)
+    return out
+
+
 def _check_property(value: Any, spec: Mapping[str, Any], path: str, limits: Limits) -> Any:
     kind = spec["type"]
     if kind == "string":
         return _string(value, path, limits)
+    if kind == "product_id":
+        return check_product_id(value, path)
+    if kind == "items":
+        return _check_items(value, path)
     if kind in ("number", "integer"):
         number = _number(value, path)
         if kind == "integer" and not number.is_integer():
             raise ValidationError(f"{path}: must be a whole number")
-        if "min" in spec and number < spec["min"]:
-            raise ValidationError(f"{path}: must be at least {spec['min']}")
-        return number
+        return _bounded(number, spec, path)
     if kind == "timestamp":
         return parse_time(value, path)
     if not isinstance(value, list):  # "list"
@@ -244,8 +301,10 @@ def validate_event(
     limits: Limits,
     now: float,
     visitor_id: str | None = None,
+    trusted: bool = True,
 ) -> Event:
-    """Check one event (`path` prefixes every message); raise ValidationError."""
+    """Check one event (`path` prefixes every message); raise ValidationError. With
+    `trusted` False (a public site key), trusted event types are refused."""
     if not isinstance(raw, dict):
         raise ValidationError(f"{path}: must be an object")
     vid = (
@@ -257,6 +316,12 @@ def validate_event(
     if not isinstance(etype, str) or etype not in catalog.types:
         raise ValidationError(
             f"{path}.type: unknown event type {etype!r}", code="unknown_event_type"
+        )
+    if not trusted and catalog.types[etype].trusted:
+        raise ValidationError(
+            f"{path}.type: {etype!r} events need the site's server key "
+            "(Authorization: Bearer <server key>); a public site key cannot send them",
+            code=SERVER_KEY_REQUIRED,
         )
     ts = now if raw.get("ts") is None else parse_time(raw["ts"], f"{path}.ts")
     if ts > now + limits.max_event_skew_seconds:
@@ -293,7 +358,25 @@ def validate_event(
         for name, value in props.items():
             if name not in spec.properties:
                 _check_any(value, f"{path}.properties.{name}", limits)
+        _check_products(spec, checked, f"{path}.properties")
     return Event(vid, etype, ts, event_id, checked)
+
+
+def _check_products(spec: EventType, props: Mapping[str, Any], path: str) -> None:
+    """Every product of properties an op multiplies ("prop:a*prop:b") is finite:
+    bounds make it so for the built-in types; this keeps a custom config honest."""
+    for op in spec.ops:
+        if not isinstance(op.value, str) or "*" not in op.value:
+            continue
+        result = 1.0
+        for part in op.value.split("*"):
+            prop = props.get(part.removeprefix("prop:"))
+            if not isinstance(prop, float):
+                break
+            result *= prop
+        if not math.isfinite(result):
+            raise ValidationError(f"{path}: {op.value.replace('prop:', '')} is not a finite "
+                                  "number", code="out_of_range")  # fmt: skip
 
 
 def _check_identify(

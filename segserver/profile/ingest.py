@@ -88,15 +88,19 @@ class Ingestor:
         now: float,
         visitor_id: str | None = None,
         path: str = "events",
+        trusted: bool = False,
     ) -> Prepared:
         """Validate every event and plan its ops (pure: nothing is read or written). An
-        invalid event is marked rejected with its error; the others are planned."""
+        invalid event is marked rejected with its error; the others are planned.
+        Unless `trusted` (the caller holds the site's server key), trusted event types
+        are rejected: secure by default, so the page view (a browser's call) never
+        passes it."""
         results = [EventResult(i, REJECTED) for i in range(len(raw_events))]
         planned: list[tuple[int, Event, Plan]] = []
         for i, raw in enumerate(raw_events):
             try:
                 event = validate_event(
-                    raw, f"{path}[{i}]", site.catalog, self.limits, now, visitor_id
+                    raw, f"{path}[{i}]", site.catalog, self.limits, now, visitor_id, trusted
                 )
                 planned.append((i, event, plan_ops(event, site.catalog, self.limits)))
             except ValidationError as exc:
@@ -164,9 +168,10 @@ class Ingestor:
         now: float,
         visitor_id: str | None = None,
         path: str = "events",
+        trusted: bool = True,
     ) -> IngestResult:
-        """`prepare` then `store`."""
-        prepared = self.prepare(site, raw_events, now, visitor_id, path)
+        """`prepare` then `store` (in-process callers: trusted unless told otherwise)."""
+        prepared = self.prepare(site, raw_events, now, visitor_id, path, trusted)
         return await self.store(site, prepared, now, visitor_id)
 
     async def _encode_strings(self, site: SiteData, plans: Sequence[Plan]) -> None:
