@@ -106,9 +106,11 @@ class Settings(BaseSettings):
     @classmethod
     def _check_strength(cls, value: str) -> str:
         if value and (len(value) < MIN_SECRET_LENGTH or len(set(value)) < MIN_SECRET_DISTINCT):
-            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters with at least "
-                             f"{MIN_SECRET_DISTINCT} different ones (or empty: generated); "
-                             "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters with at least "
+                f"{MIN_SECRET_DISTINCT} different ones (or empty: generated); "
+                "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
         return value
 
     @field_validator("cache_dir", mode="before")

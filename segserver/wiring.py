@@ -28,6 +28,7 @@ from segserver.jobs.expiry import ExpiryScheduler
 from segserver.jobs.history import HistorySnapshotter
 from segserver.jobs.quota_sync import QuotaSync
 from segserver.jobs.recompute import Recomputer
+from segserver.jobs.sweep import ExpiredSweep
 from segserver.jobs.triggers import (
     DeadLetters,
     Sender,
@@ -47,6 +48,7 @@ from segserver.storage.catalogue import CatalogueStore
 from segserver.storage.changes import ChangeStore
 from segserver.storage.client import Clients, create_clients
 from segserver.storage.dictionary import DictionaryStore
+from segserver.storage.erasure import ErasureStore
 from segserver.storage.finish import FinishStore
 from segserver.storage.jobs import JobStore, ShardReader
 from segserver.storage.keys import Keys
@@ -110,6 +112,7 @@ class Services:
     trigger_runner: TriggerRunner
     dead_letters: DeadLetters
     tokens: AdminTokens
+    sweep: ExpiredSweep
     quotas: Quotas
     quota_sync: QuotaSync
 
@@ -164,6 +167,8 @@ def build_services(
                         token_secret=secret)  # fmt: skip
     recomputer = Recomputer(runtime, ShardReader(clients.raw, keys), membership, keys, jobs)
     triggers = TriggerService(records, changes)
+    erasure = ErasureStore(clients.raw, scripts, keys, changes,
+                           s.change_stream_max_length)  # fmt: skip
     quotas = Quotas(
         key_requests=Buckets(s.quota_key_requests_per_minute),
         visitor_requests=Buckets(s.quota_visitor_requests_per_minute),
@@ -183,7 +188,8 @@ def build_services(
                       max_events=s.max_events_per_request),
         edits=Edits(runtime=runtime, sites=sites, segments=segments, items=items,
                     catalogue=catalogue, recomputer=recomputer, profiles=profiles),
-        visitors=Visitors(runtime=runtime, profiles=profiles),
+        visitors=Visitors(runtime=runtime, profiles=profiles, erasure=erasure, changes=changes,
+                          catalogue=catalogue),
         results=Results(ResultStore(clients.raw, keys), runtime),
         analytics=SegmentAnalytics(analytics_store, ShardReader(clients.raw, keys), visitor_ttl),
         recomputer=recomputer,
@@ -197,6 +203,7 @@ def build_services(
                                      clock),
         dead_letters=DeadLetters(changes),
         tokens=AdminTokens(TokenStore(clients.text, s.key_prefix), s.admin_token),
+        sweep=ExpiredSweep(runtime, erasure, changes, catalogue),
         quotas=quotas,
         quota_sync=QuotaSync(quotas, SiteQuotaStore(clients, keys)),
     )  # fmt: skip

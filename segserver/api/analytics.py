@@ -90,8 +90,9 @@ class TriggerIn(Body):
     url: str = Field(max_length=2048, pattern=r"^https?://",
                      description="http(s) URL; private, loopback and link-local addresses "
                      "are refused when connecting (docs/security.md)")  # fmt: skip
-    segments: list[Slug] = Field(default_factory=list, max_length=100,
-                                 description="empty: every segment")
+    segments: list[Slug] = Field(
+        default_factory=list, max_length=100, description="empty: every segment"
+    )
     changes: Literal["entered", "exited", "both"] = "both"
     active: bool = True
 

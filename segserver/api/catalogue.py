@@ -151,8 +151,9 @@ class CampaignIn(Body):
     holdout: float = Field(0, ge=0, le=100)
     group: Slug | None = Field(None, description="exclusive group")
     caps: list[CapIn] = Field(default_factory=list, max_length=20)
-    goals: list[Slug] = Field(default_factory=list, max_length=20,
-                              description="event types that count as conversions")
+    goals: list[Slug] = Field(
+        default_factory=list, max_length=20, description="event types that count as conversions"
+    )
     version: Version | None = None
 
 

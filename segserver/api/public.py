@@ -19,8 +19,12 @@ class EventIn(Body):
     visitor_id: VisitorId | None = Field(None, description="required in POST /v1/events")
     type: str = Field(description="an event type: built-in or declared by the site")
     ts: float | str | None = Field(None, description="epoch seconds or ISO 8601; default now")
-    event_id: str | None = Field(None, min_length=1, max_length=128,
-                                 description="idempotency key: a retry is not counted twice")
+    event_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="idempotency key: a retry is not counted twice",
+    )
     properties: dict[str, Any] | None = None
 
 
@@ -28,8 +32,11 @@ class PageViewBody(Body):
     visitor_id: VisitorId
     events: list[EventIn] | None = Field(None, max_length=MAX_EVENTS)
     placements: list[Slug] | None = Field(None, max_length=MAX_PLACEMENTS)
-    explain: bool = Field(False, description="with the server key, a root token or the "
-                          "site option explain_public: why each segment and campaign")
+    explain: bool = Field(
+        False,
+        description="with the server key, a root token or the "
+        "site option explain_public: why each segment and campaign",
+    )
     site: SiteId | None = Field(None, description="if given, must be the key's site")
 
 
@@ -48,8 +55,10 @@ class Placed(Out):
     campaign: str | None
     variant: str | None
     content: ContentOut | None
-    token: str | None = Field(description="decision token for impression/click/dismiss/"
-                              "conversion feedback; expires (decision_token_ttl_seconds)")
+    token: str | None = Field(
+        description="decision token for impression/click/dismiss/"
+        "conversion feedback; expires (decision_token_ttl_seconds)"
+    )
 
 
 class EventError(Out):
@@ -68,8 +77,10 @@ class PageViewAnswer(Out):
     segments: list[str]
     decisions: dict[str, Placed | None]
     events: list[EventResult]
-    degraded: bool = Field(description="true: Redis slow or down, or over a quota: each "
-                           "placement's default content, nothing stored")
+    degraded: bool = Field(
+        description="true: Redis slow or down, or over a quota: each "
+        "placement's default content, nothing stored"
+    )
     catalogue_version: str
     explain: dict[str, Any] | None = None
 

@@ -25,7 +25,7 @@ import aiohttp
 
 from segserver.bench.common import private_redis, row, server_process
 
-TOKEN = "bench-token"
+TOKEN = "bench-admin-token-0123456789abcdefghij"
 _EXTRA_SEGMENTS = [
     ("de", {"attr": "country", "op": "eq", "value": "DE"}),
     ("dach", {"attr": "country", "op": "in", "value": ["DE", "AT", "CH"]}),

@@ -55,6 +55,20 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         await webhooks.close()
 
 
+async def _sweep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Clean-up after profiles that expired by TTL, in the background."""
+    per_second = app[SETTINGS].expired_sweep_per_second
+    stop = asyncio.Event()
+    task = None
+    if per_second > 0:
+        sweep = app[SERVICES].sweep
+        task = asyncio.create_task(sweep.run_forever(app[CLOCK], per_second, stop))
+    yield
+    if task is not None:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
 async def _quota_ctx(app: web.Application) -> AsyncIterator[None]:
     """Site-wide quotas: this process' counts synced with Redis in the background."""
     interval = app[SETTINGS].quota_sync_seconds
@@ -101,6 +115,7 @@ def create_app(
     app.cleanup_ctx.append(_services_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
     app.cleanup_ctx.append(_quota_ctx)
+    app.cleanup_ctx.append(_sweep_ctx)
     app.cleanup_ctx.append(analytics_routes.history_ctx)
     app.cleanup_ctx.append(triggers_routes.triggers_ctx)
     app.add_routes(ops.routes)

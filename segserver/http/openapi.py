@@ -60,8 +60,10 @@ _PATH_PARAMS = {
 
 
 def _models() -> list[tuple[type[BaseModel], Any]]:
-    seen: list[tuple[type[BaseModel], Any]] = [(ErrorBody, "serialization"),
-                                               (EventIn, "validation")]
+    seen: list[tuple[type[BaseModel], Any]] = [
+        (ErrorBody, "serialization"),
+        (EventIn, "validation"),
+    ]
     for op in OPS:
         if op.body is not None:
             seen.append((op.body, "validation"))
@@ -115,8 +117,10 @@ def _operation(op: Op, refs: dict[tuple[type[BaseModel], str], Any]) -> dict[str
                                  "a formula are prefixed with ')",
                                  "content": {"text/csv": {"schema": {"type": "string"}}}}  # fmt: skip
     elif op.answer == "text":
-        responses[str(op.ok)] = {"description": "text",
-                                 "content": {"text/plain": {"schema": {"type": "string"}}}}
+        responses[str(op.ok)] = {
+            "description": "text",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
     else:
         assert isinstance(op.answer, type)
         responses[str(op.ok)] = {"description": op.answer.__doc__ or "done",

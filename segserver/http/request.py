@@ -28,12 +28,45 @@ def parse_json(raw: bytes) -> Any:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ValidationError(f"body: malformed JSON ({exc})", code="malformed_json") from None
+        where = path_at(raw.decode("utf-8", "replace"), exc.pos)
+        raise ValidationError(f"{where}: malformed JSON ({exc.msg})",
+                              code="malformed_json") from None  # fmt: skip
     # Counting brackets is C speed (~0.1 µs for a page view); the walk runs only for
     # bodies that could be too deep at all.
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
         check_depth(value)
     return value
+
+
+def path_at(text: str, pos: int) -> str:
+    """The field path (`events[0].properties.value`) at character `pos` of a JSON text
+    that failed to parse there, so its error names the field ("body" if none)."""
+    stack: list[list[Any]] = []  # [kind "{" or "[", key or index]
+    i, key, end = 0, None, min(pos, len(text))
+    while i < end:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < len(text) and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            key = text[i + 1 : j]
+            i = j
+        elif c in "{[":
+            stack.append([c, None if c == "{" else 0])
+        elif c in "}]" and stack:
+            stack.pop()
+        elif c == ":" and stack:
+            stack[-1][1] = key
+        elif c == "," and stack and stack[-1][0] == "[":
+            stack[-1][1] += 1
+        i += 1
+    path = ""
+    for kind, at in stack:
+        if kind == "[":
+            path += f"[{at}]"
+        elif at is not None:
+            path += f".{at}" if path else str(at)
+    return path or "body"
 
 
 def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:

@@ -39,6 +39,8 @@ from segserver.storage.models import Records
 
 log = logging.getLogger("segserver.triggers")
 
+#: Exits of erased and expired visitors: deleted from the stream once handed over.
+FORGET_CAUSES = frozenset({"erase", "expired"})
 SIGNATURE_HEADER = "X-Segserver-Signature"
 TIMESTAMP_HEADER = "X-Segserver-Timestamp"
 IDEMPOTENCY_HEADER = "X-Segserver-Idempotency-Key"
@@ -235,7 +237,8 @@ class TriggerRunner:
         await asyncio.gather(*jobs)
         for read in reads:
             done = [c.entry for c in read.entries] + read.malformed
-            await self.store.ack(site, read.shard, done)
+            gone = [c.entry for c in read.entries if c.cause in FORGET_CAUSES]
+            await self.store.ack(site, read.shard, done, gone)
 
     async def _deliver(
         self, sub: Subscription, delivery: Delivery, now: float, stats: RunStats, retry: bool

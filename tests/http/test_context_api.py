@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from segserver import decide
-from tests.conftest import Clock, admin_headers
+from tests.conftest import Clock, admin_headers, server_headers
 
 Client = TestClient[Any, Any]
 BASE = "/v1/admin/sites/shop"
@@ -109,9 +109,12 @@ async def test_priority_audience_and_explain(client: Client, shop: dict[str, Any
     assert answer["decisions"]["home_popup"]["campaign"] == "rescue"  # 50 beats 10
     # a big spender is excluded from the rescue, wins the VIP banner
     clock.advance(3600)
-    rich = await context(client, shop, "bob", [{"type": "purchase", "properties": {"value": 900}},
-                         {"type": "add_to_cart", "properties": {"product_id": "q"}}],
-                         explain=True)  # fmt: skip
+    # a purchase comes from the shop's back end (the server key), not the page
+    bought = await client.post("/v1/events", headers=server_headers(shop), json=[
+        {"visitor_id": "bob", "type": "purchase", "properties": {"value": 900}}])  # fmt: skip
+    assert bought.status == 202, await bought.text()
+    rich = await context(client, shop, "bob", [
+        {"type": "add_to_cart", "properties": {"product_id": "q"}}], explain=True)  # fmt: skip
     assert rich["segments"][0] == "big"  # by segment priority
     assert rich["decisions"]["hero"]["campaign"] == "vip"
     assert "explain" not in rich  # explain needs the admin token (or the site's QA option)
@@ -153,7 +156,7 @@ async def test_unknown_placement_is_null_and_segments_endpoint(
 ) -> None:
     answer = await context(client, shop, "cy", [{"type": "page_view"}], placements=("nowhere",))
     assert answer["decisions"] == {"nowhere": None}
-    resp = await client.get("/v1/visitors/cy/segments", headers=key(shop))
+    resp = await client.get("/v1/visitors/cy/segments", headers=server_headers(shop))
     assert (await resp.json()) == {"visitor_id": "cy", "segments": ["new"], "degraded": False}
 
 
@@ -207,7 +210,7 @@ async def test_recommendations_and_results_through_the_api(
     assert recs["content"]["products"] == ["p3", "p2"]
     token = recs["token"]
     clock.advance(60)  # a conversion counts after the exposure
-    sent = await client.post("/v1/events", headers=key(shop), json=[
+    sent = await client.post("/v1/events", headers=server_headers(shop), json=[
         {"visitor_id": "dee", "type": "impression", "properties": {"token": token}},
         {"visitor_id": "dee", "type": "click", "properties": {"token": token}},
         {"visitor_id": "dee", "type": "purchase", "properties": {"value": 30}}])  # fmt: skip
