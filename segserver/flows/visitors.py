@@ -22,8 +22,8 @@ async def segment_slots(catalogue: CatalogueStore, ctx: SiteContext) -> list[tup
     """Every segment slot ever given on the site with its segment id ("" once deleted):
     erasure clears a visitor's bit in all of them."""
     ids = {s.slot: s.id for s in ctx.segments.values()}
-    return [(slot, ids.get(slot, "")) for slot in range(await catalogue.slot_count(ctx.site.id,
-                                                                                  "segment"))]  # fmt: skip
+    given = await catalogue.slot_count(ctx.site.id, "segment")
+    return [(slot, ids.get(slot, "")) for slot in range(given)]
 
 
 @dataclass

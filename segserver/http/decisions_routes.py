@@ -4,6 +4,7 @@ Each handler parses, calls one flow and serialises."""
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from segserver.api import catalogue as m
 from segserver.api import sites as ms
@@ -13,8 +14,11 @@ from segserver.storage.models import ITEM_KINDS
 
 routes = web.RouteTableDef()
 PLURALS = {"placement": "placements", "content": "content", "campaign": "campaigns"}
-MODELS = {"placement": (m.PlacementIn, m.PlacementPatch), "content": (m.ContentIn, m.ContentPatch),
-          "campaign": (m.CampaignIn, m.CampaignPatch)}  # fmt: skip
+MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "placement": (m.PlacementIn, m.PlacementPatch),
+    "content": (m.ContentIn, m.ContentPatch),
+    "campaign": (m.CampaignIn, m.CampaignPatch),
+}
 
 
 def _item_routes(kind: str, plural: str) -> None:

@@ -82,7 +82,7 @@ def _security(op: Op) -> list[dict[str, list[str]]]:
     return [{"adminToken": []}]
 
 
-def _operation(op: Op, refs: dict[tuple[type[BaseModel], str], Any]) -> dict[str, Any]:
+def _operation(op: Op, refs: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"summary": op.summary, "tags": [op.tag],
                            "operationId": _operation_id(op), "security": _security(op)}  # fmt: skip
     if op.description:
@@ -113,9 +113,11 @@ def _operation(op: Op, refs: dict[tuple[type[BaseModel], str], Any]) -> dict[str
             responses[str(op.ok)]["content"] = {"application/json": {"schema": {
                 "type": "object"}}}  # fmt: skip
     elif op.answer == "csv":
-        responses[str(op.ok)] = {"description": "CSV (cells that a spreadsheet would read as "
-                                 "a formula are prefixed with ')",
-                                 "content": {"text/csv": {"schema": {"type": "string"}}}}  # fmt: skip
+        csv = {"text/csv": {"schema": {"type": "string"}}}
+        responses[str(op.ok)] = {
+            "description": "CSV (a cell a spreadsheet would read as a formula is prefixed with ')",
+            "content": csv,
+        }
     elif op.answer == "text":
         responses[str(op.ok)] = {
             "description": "text",

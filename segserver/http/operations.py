@@ -446,7 +446,7 @@ OPS: list[Op] = [
     Op("GET", "/openapi.json", OPEN, "This document", "operations", None, 200, None),
 ]
 
-_ITEMS = {
+_ITEMS: dict[str, tuple[str, type[BaseModel], type[BaseModel]]] = {
     "placement": ("placements", cat.PlacementIn, cat.PlacementPatch),
     "content": ("content", cat.ContentIn, cat.ContentPatch),
     "campaign": ("campaigns", cat.CampaignIn, cat.CampaignPatch),

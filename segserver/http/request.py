@@ -157,4 +157,4 @@ async def site_of(request: web.Request, body: Any = None, *,
 
 def is_trusted(request: web.Request) -> bool:
     """Did `site_of` find the site's server key on this request?"""
-    return request.get(TRUSTED, False)
+    return bool(request.get(TRUSTED, False))
