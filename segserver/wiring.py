@@ -144,6 +144,7 @@ def build_services(
         scripts=scripts, keys=keys, stream_max=s.change_stream_max_length,
         history_len=s.visitor_history_length, ttl_seconds=visitor_ttl,
         caps_ttl_seconds=visitor_ttl or 400 * DAY, recent_length=s.recently_viewed_length,
+        feedback_ttl_seconds=s.decision_token_ttl_seconds,
     )  # fmt: skip
     jobs = JobStore(clients.raw, keys)
     analytics_store = AnalyticsStore(clients.raw, scripts, keys)
@@ -183,7 +184,7 @@ def build_services(
         ingestor=ingestor,
         pageviews=PageViews(ingestor=ingestor, after=after, recommender=recommender,
                             metrics=metrics, budget_seconds=s.redis_budget_ms / 1000,
-                            token_secret=secret),
+                            token_secret=secret, token_ttl=s.decision_token_ttl_seconds),
         events=Events(ingestor=ingestor, after=after, metrics=metrics,
                       max_events=s.max_events_per_request),
         edits=Edits(runtime=runtime, sites=sites, segments=segments, items=items,

@@ -119,6 +119,7 @@ class PageViews:
     metrics: Metrics
     budget_seconds: float
     token_secret: bytes
+    token_ttl: float = d.TOKEN_TTL
     _log: Throttled = field(default_factory=lambda: Throttled(log))
 
     async def handle(self, ctx: SiteContext, req: PageViewRequest, now: float,
@@ -183,7 +184,8 @@ class PageViews:
             if dec is None:
                 decisions[pid] = _default(ctx, pid)
             else:
-                token = d.make_token(self.token_secret, ctx.site.id, dec, req.visitor_id, now)
+                token = d.make_token(self.token_secret, ctx.site.id, dec, req.visitor_id, now,
+                                     self.token_ttl)  # fmt: skip
                 decisions[pid] = Placed(dec.campaign, dec.variant, _content(ctx, dec.content),
                                         token)  # fmt: skip
         await self._add_products(ctx, req.visitor_id, decisions, now)
