@@ -94,7 +94,9 @@ def token(
     site: str = "shop",
     secret: bytes = SECRET,
 ) -> str:
-    return decide.make_token(secret, site, served(campaign, variant), vid, 0)
+    return decide.make_token(
+        secret, site, served(campaign, variant), vid, 1_790_000_000.0
+    )  # Clock() time: not expired
 
 
 def event(vid: str, etype: str, ts: float, **props: Any) -> Event:
