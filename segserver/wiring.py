@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -65,7 +65,8 @@ DAY = 86400
 
 
 # `timeout` is part of the Sender's signature
-async def _no_delivery(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:  # noqa: ASYNC109
+async def _no_delivery(url: str, body: bytes, headers: Mapping[str, str], timeout: float,  # noqa: ASYNC109
+                       networks: Sequence[str] = ()) -> int:  # fmt: skip
     """The trigger sender of processes that do not deliver webhooks (CLI commands)."""
     raise SendError("this process does not deliver webhooks")
 
@@ -76,6 +77,16 @@ def token_secret(settings: Settings) -> bytes:
     page would let anyone test admin-token guesses offline)."""
     secret = settings.token_secret or stored_secret(settings.data_dir)
     return hashlib.sha256(f"segserver-tokens:{secret}".encode()).digest()
+
+
+def _webhook_networks(runtime: Runtime) -> Callable[[str], Awaitable[Sequence[str]]]:
+    """The internal networks each site allow-lists for its webhooks (site option)."""
+
+    async def of(site: str) -> Sequence[str]:
+        nets = (await runtime.get(site)).site.options.get("webhook_networks") or []
+        return [str(n) for n in nets]
+
+    return of
 
 
 @dataclass
@@ -201,7 +212,7 @@ def build_services(
         if s.history_interval_seconds > 0 else None,
         triggers=triggers,
         trigger_runner=TriggerRunner(changes, triggers, sender, TriggerOptions.from_settings(s),
-                                     clock),
+                                     clock, networks_of=_webhook_networks(runtime)),
         dead_letters=DeadLetters(changes),
         tokens=AdminTokens(TokenStore(clients.text, s.key_prefix), s.admin_token),
         sweep=ExpiredSweep(runtime, erasure, changes, catalogue),

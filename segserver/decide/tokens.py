@@ -19,7 +19,6 @@ import orjson
 
 from segserver.decide.policy import Decision
 
-
 #: How long a token counts feedback unless the caller says (decision_token_ttl_seconds).
 TOKEN_TTL = 30 * 86400
 

@@ -48,12 +48,19 @@ async def _site(request: web.Request) -> str:
     return site.id
 
 
+async def _networks(request: web.Request) -> list[str]:
+    """The internal networks the site allow-lists for webhooks."""
+    site = await request.app[SERVICES].sites.get(request.match_info["site"])
+    return [str(n) for n in site.options.get("webhook_networks") or []]
+
+
 @routes.post(_BASE)
 async def create_trigger(request: web.Request) -> web.Response:
     """→ 201 with the subscription and its `secret` (shown this once)."""
     site = await _site(request)
     body = await body_of(request, m.TriggerIn)
-    sub = await request.app[SERVICES].triggers.create(site, body, now(request))
+    sub = await request.app[SERVICES].triggers.create(site, body, now(request),
+                                                      await _networks(request))  # fmt: skip
     return json_response(sub.to_json(with_secret=True), status=201)
 
 
@@ -112,7 +119,7 @@ async def update_trigger(request: web.Request) -> web.Response:
     site = await _site(request)
     body = await body_of(request, m.TriggerPatch)
     sub = await request.app[SERVICES].triggers.update(
-        site, request.match_info["id"], body, now(request)
+        site, request.match_info["id"], body, now(request), await _networks(request)
     )
     return json_response(sub.to_json())
 
