@@ -146,7 +146,7 @@ def build_services(
     records = Records(clients.text, s.key_prefix)
     catalogue = CatalogueStore(clients.text, s.key_prefix, Scripts(clients.text))
     profiles = ProfileStore(clients.raw, scripts, keys, s.dedup_window_seconds, visitor_ttl)
-    dictionary = DictionaryStore(clients.raw, scripts, keys)
+    dictionary = DictionaryStore(clients.raw, scripts, keys, s.max_dictionary_codes)
     membership = MembershipStore(
         client=clients.raw, scripts=scripts, keys=keys, stream_max=s.change_stream_max_length,
         history_len=s.visitor_history_length, ttl_seconds=visitor_ttl,

@@ -115,7 +115,7 @@ class Ingestor:
         lookup), and a failure to reach Redis for it raises."""
         results = prepared.results
         planned = prepared.planned
-        await self._encode_strings(site, [p for _, _, p in planned])
+        fresh = await self._encode_strings(site, [p for _, _, p in planned])
 
         by_visitor: dict[str, list[tuple[int, Event, Plan]]] = defaultdict(list)
         if visitor_id is not None:
@@ -130,7 +130,7 @@ class Ingestor:
 
         async def apply(vid: str, items: list[tuple[int, Event, Plan]]) -> None:
             batch = [
-                (ev.event_id, plan.pack(lambda a, v: _code(site.vocab, a, v)))
+                (ev.event_id, plan.pack(lambda a, v: _code(site.vocab, fresh, a, v)))
                 for _, ev, plan in items
             ]
             try:
@@ -174,7 +174,11 @@ class Ingestor:
         prepared = self.prepare(site, raw_events, now, visitor_id, path, trusted)
         return await self.store(site, prepared, now, visitor_id)
 
-    async def _encode_strings(self, site: SiteData, plans: Sequence[Plan]) -> None:
+    async def _encode_strings(self, site: SiteData, plans: Sequence[Plan]
+                              ) -> dict[tuple[str, str], int]:  # fmt: skip
+        """Codes for the strings the cache does not know (assigned in Redis), also
+        returned: a value past the site's cap is not always cached."""
+        assigned: dict[tuple[str, str], int] = {}
         missing: dict[str, set[str]] = defaultdict(set)
         for plan in plans:
             for attr, value in plan.strings():
@@ -185,10 +189,12 @@ class Ingestor:
             codes = await self.dictionary.assign(site.id, attr, ordered)
             for value, code in zip(ordered, codes, strict=True):
                 site.vocab.add(attr, value, code)
+                assigned[(attr, value)] = code
+        return assigned
 
 
-def _code(vocab: Vocabulary, attr: str, value: str) -> int:
-    code = vocab.of(attr).code(value)
+def _code(vocab: Vocabulary, fresh: dict[tuple[str, str], int], attr: str, value: str) -> int:
+    code = vocab.of(attr).code(value) or fresh.get((attr, value))
     assert code is not None, (attr, value)  # _encode_strings ran first
     return code
 
