@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-
 #: Values past a site's dictionary cap that one process remembers as "other" per
 #: attribute; further ones are asked for again (one round trip, never stored).
 MAX_ALIASES = 10_000

@@ -10,7 +10,6 @@ from segserver.storage.errors import wrapped
 from segserver.storage.keys import Keys
 from segserver.storage.scripts import Scripts
 
-
 #: The value every string past an attribute's cap is encoded as.
 OTHER = "(other)"
 
