@@ -31,14 +31,15 @@ async def shop(client: Client, site: dict[str, Any]) -> dict[str, Any]:
     for sid, rule in segs.items():
         await admin(client, "segments", {"id": sid, "status": "active", "rule": rule,
                                          "priority": {"big": 9}.get(sid, 1)})  # fmt: skip
-    await admin(client, "placements", {"id": "home_popup", "kind": "popup"})
-    await admin(client, "placements", {"id": "hero", "kind": "banner",
-                                       "default_content": "hero_default"})  # fmt: skip
     for cid, title in (("welcome", "Welcome!"), ("rescue", "Your cart misses you"),
                        ("vip", "VIP"), ("hero_default", "Spring sale")):  # fmt: skip
         kind = "banner" if cid in ("vip", "hero_default") else "popup"
         await admin(client, "content", {"id": cid, "kind": kind,
                                         "payload": {"title": title, "body": "..."}})  # fmt: skip
+    # content first: a placement's default content must exist
+    await admin(client, "placements", {"id": "home_popup", "kind": "popup"})
+    await admin(client, "placements", {"id": "hero", "kind": "banner",
+                                       "default_content": "hero_default"})  # fmt: skip
     await admin(client, "campaigns", {
         "id": "welcome", "placement": "home_popup", "status": "active", "priority": 10,
         "audience": {"include": ["new"]}, "variants": [{"id": "a", "content": "welcome"}],
@@ -131,6 +132,7 @@ async def test_priority_audience_and_explain(client: Client, shop: dict[str, Any
 
 async def test_concurrent_page_views_never_exceed_a_cap(client: Client, shop: dict[str, Any],
                                                         site: dict[str, Any]) -> None:  # fmt: skip
+    await admin(client, "placements", {"id": "flash_slot", "kind": "banner"})
     await admin(
         client,
         "campaigns",
@@ -143,7 +145,6 @@ async def test_concurrent_page_views_never_exceed_a_cap(client: Client, shop: di
             "caps": [{"per": "day", "max": 3}],
         },
     )
-    await admin(client, "placements", {"id": "flash_slot", "kind": "banner"})
     answers = await asyncio.gather(*(
         context(client, shop, "cap", [{"type": "page_view"}], placements=("flash_slot",))
         for _ in range(40)))  # fmt: skip
