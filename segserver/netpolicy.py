@@ -7,6 +7,7 @@ literals when a subscription is saved."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable, Sequence
 
@@ -16,6 +17,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: Shared address space (carrier-grade NAT), not "private" to Python's ipaddress.
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _LOCAL_NAMES = ("localhost", "localhost.localdomain")
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*")
 
 
 def networks(given: Iterable[str]) -> tuple[Network, ...]:
@@ -53,7 +55,7 @@ def literal_address(host: str) -> Address | None:
         pass
     try:
         return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
+    except (OSError, ValueError):  # not an address (ValueError: a NUL in it)
         return None
 
 
@@ -61,6 +63,8 @@ def refused_host(host: str, allowed: Sequence[Network]) -> str | None:
     """Why a URL's host is refused before any lookup, or None (names are checked when
     resolved)."""
     name = host.lower().rstrip(".")
+    if literal_address(host) is None and not _HOSTNAME.fullmatch(name):
+        return f"{host!r} is not a host name"
     if name in _LOCAL_NAMES or name.endswith(".localhost"):
         return f"{host} is this machine"
     addr = literal_address(host)

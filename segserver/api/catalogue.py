@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from segserver.api.types import Body, Name, Out, Rule, Slug, Text, Time, Version
 
@@ -12,7 +12,11 @@ Tag = Field(min_length=1, max_length=64)
 
 
 class SegmentCreate(Body):
-    id: Slug
+    model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")  # look-ahead
+    id: str = Field(
+        pattern=r"^(?!(?:preview|query|overlap)$)[a-z0-9][a-z0-9_-]{0,63}$",
+        description="a slug; not preview, query or overlap",
+    )
     name: Name | None = None
     description: str | None = Field(None, max_length=2000)
     tags: list[str] | None = None

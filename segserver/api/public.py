@@ -28,9 +28,15 @@ class EventIn(Body):
     properties: dict[str, Any] | None = None
 
 
+_EACH = (
+    "each an EventIn (components/schemas/EventIn); an invalid one is rejected on its "
+    "own (its result in the answer says why) and the others are stored"
+)
+
+
 class PageViewBody(Body):
     visitor_id: VisitorId
-    events: list[EventIn] | None = Field(None, max_length=MAX_EVENTS)
+    events: list[Any] | None = Field(None, max_length=MAX_EVENTS, description=_EACH)
     placements: list[Slug] | None = Field(None, max_length=MAX_PLACEMENTS)
     explain: bool = Field(
         False,
@@ -41,7 +47,7 @@ class PageViewBody(Body):
 
 
 class EventsBody(Body):
-    events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS)
+    events: list[Any] = Field(min_length=1, max_length=MAX_EVENTS, description=_EACH)
 
 
 class ContentOut(Out):

@@ -57,18 +57,23 @@ class PageViewRequest:
         if unknown:
             raise ValidationError(f"{sorted(unknown)[0]}: unknown field")
         vid = check_visitor_id(body.get("visitor_id"))
-        events = body.get("events") or []
+        events = body.get("events")
+        events = [] if events is None else events
         if not isinstance(events, list):
             raise ValidationError("events: must be a list of events")
         if len(events) > max_events:
             raise ValidationError(f"events: more than {max_events} events", code="too_many_events")
-        placements = body.get("placements") or []
+        placements = body.get("placements")
+        placements = [] if placements is None else placements
         if not isinstance(placements, list) or len(placements) > MAX_PLACEMENTS:
             raise ValidationError(f"placements: must be a list of at most {MAX_PLACEMENTS} ids")
         for i, p in enumerate(placements):
             if not isinstance(p, str) or not _PLACEMENT.fullmatch(p):
                 raise ValidationError(f"placements[{i}]: must be a placement id: 1-64 of "
                                       "a-z 0-9 _ - (starting a-z0-9)")  # fmt: skip
+        site = body.get("site")
+        if site is not None and not isinstance(site, str):
+            raise ValidationError("site: must be a site id (a string)")
         explain_ = body.get("explain", False)
         if not isinstance(explain_, bool):
             raise ValidationError("explain: must be true or false")

@@ -26,6 +26,13 @@ async def segment_slots(catalogue: CatalogueStore, ctx: SiteContext) -> list[tup
     return [(slot, ids.get(slot, "")) for slot in range(given)]
 
 
+def _history(entry: str) -> dict[str, Any]:
+    """One stored history entry `time|change|segment|cause` as an object."""
+    t, change, segment, cause = [*entry.split("|"), "", "", "", ""][:4]
+    return {"time": float(t) if t.replace(".", "", 1).isdigit() else t, "change": change,
+            "segment": segment, "cause": cause}  # fmt: skip
+
+
 @dataclass
 class Visitors:
     runtime: Runtime
@@ -66,7 +73,8 @@ class Visitors:
             "profile": None if blob is None else await self._decoded(ctx, blob),
             "membership": {**own["membership"],
                            "segments": [by_slot.get(s, f"slot {s}") for s in slots]},
-            "history": own["history"], "caps": own["caps"], "arms": own["arms"],
+            "history": [_history(h) for h in own["history"]], "caps": own["caps"],
+            "arms": own["arms"],
             "recently_viewed": own["recent"], "event_ids": own["event_ids"],
             "feedback": own["feedback"], "scheduled_at": own["due"], "changes": changes,
             "dead_letters": dead,

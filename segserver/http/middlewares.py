@@ -82,7 +82,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error_response(
                 413, "body_too_large", f"request body is larger than {limit} bytes"
             )
-        return error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+        kept = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason,
+                              headers=kept or None)  # fmt: skip
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")

@@ -101,11 +101,11 @@ def _operation(op: Op, refs: Any) -> dict[str, Any]:
         schema = refs[(op.body, "validation")]
         if op.path == "/v1/events":  # a bare list of events is taken too
             schema = {"oneOf": [schema, {"type": "array", "minItems": 1, "maxItems": 100,
-                                         "items": refs[(EventIn, "validation")]}]}  # fmt: skip
+                                         "description": "a bare list of events"}]}  # fmt: skip
         content: dict[str, Any] = {"application/json": {"schema": schema}}
         if op.csv_body:
             content["text/csv"] = {"schema": {"type": "string"}}
-        out["requestBody"] = {"required": True, "content": content}
+        out["requestBody"] = {"required": not op.body_optional, "content": content}
     responses: dict[str, Any] = {}
     if op.answer is None:
         responses[str(op.ok)] = {"description": "no content" if op.ok == 204 else "done"}

@@ -42,6 +42,7 @@ class Op:
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     csv_body: bool = False  # also accepts text/csv (static members)
+    body_optional: bool = False  # an empty body is taken as {}
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -404,6 +405,7 @@ OPS: list[Op] = [
         an.RedriveIn,
         200,
         an.Redriven,
+        body_optional=True,
     ),
     Op("GET", S + "/triggers/{id}", V, "A trigger", "triggers", None, 200, an.TriggerOut),
     Op(

@@ -58,10 +58,10 @@ async def post_events(request: web.Request) -> web.Response:
     events = flow.parse(body)
     at = now(request)
     trusted = is_trusted(request)
-    visitors = {e.get("visitor_id") for e in events if isinstance(e, dict)}
+    visitors = {e.get("visitor_id") for e in events
+                if isinstance(e, dict) and isinstance(e.get("visitor_id"), str)}  # fmt: skip
     one = next(iter(visitors)) if len(visitors) == 1 else None
-    services.quotas.check_request(ctx.site.id, trusted, one if isinstance(one, str) else None,
-                                  len(events), at)  # fmt: skip
+    services.quotas.check_request(ctx.site.id, trusted, one, len(events), at)
     answer = await flow.ingest(ctx, events, at, trusted=trusted)
     services.quotas.count_events(ctx.site.id, answer.stored)
     return json_response(answer.to_json(), status=202)

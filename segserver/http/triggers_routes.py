@@ -106,14 +106,14 @@ async def redrive_dead_letters(request: web.Request) -> web.Response:
     return json_response({"redriven": count})
 
 
-@routes.get(_BASE + "/{id}")
+@routes.get(_BASE + "/{id:tr_[0-9a-f]{16}}")
 async def get_trigger(request: web.Request) -> web.Response:
     site = await _site(request)
     sub = await request.app[SERVICES].triggers.get(site, request.match_info["id"])
     return json_response(sub.to_json())
 
 
-@routes.patch(_BASE + "/{id}")
+@routes.patch(_BASE + "/{id:tr_[0-9a-f]{16}}")
 async def update_trigger(request: web.Request) -> web.Response:
     """`{url?, segments?, changes?, active?, version?}`; a stale `version` is 409."""
     site = await _site(request)
@@ -124,7 +124,7 @@ async def update_trigger(request: web.Request) -> web.Response:
     return json_response(sub.to_json())
 
 
-@routes.delete(_BASE + "/{id}")
+@routes.delete(_BASE + "/{id:tr_[0-9a-f]{16}}")
 async def delete_trigger(request: web.Request) -> web.Response:
     site = await _site(request)
     await request.app[SERVICES].triggers.delete(site, request.match_info["id"])
