@@ -14,9 +14,9 @@ from segserver.catalogue.runtime import SiteContext
 from segserver.errors import AuthError, ForbiddenError, ValidationError
 from segserver.http.keys import CLOCK, CORS_ORIGIN, SERVICES, TRUSTED
 
-#: Deepest nesting of arrays and objects a body may have (docs/security.md); a rule
-#: carries its own, lower bound (segserver.dsl.validate.MAX_DEPTH).
-MAX_DEPTH = 32
+#: Deepest nesting of arrays and objects a body may have (docs/security.md): room for
+#: a rule at its own bound (24 groups, segserver.dsl.validate.MAX_DEPTH: ~50 levels).
+MAX_DEPTH = 64
 
 
 def parse_json(raw: bytes) -> Any:

@@ -16,7 +16,7 @@ from segserver.errors import SegserverError, StorageError, StorageTimeout, Valid
 from segserver.profile.events import Event, EventCatalog, Limits, Plan, plan_ops, validate_event
 from segserver.profile.schema import Schema
 from segserver.profile.vocabulary import Vocabulary
-from segserver.storage.dictionary import DictionaryStore
+from segserver.storage.dictionary import OTHER, DictionaryStore
 from segserver.storage.profiles import Applied, ProfileStore
 
 STORED, DUPLICATE, REJECTED = "stored", "duplicate", "rejected"
@@ -188,6 +188,8 @@ class Ingestor:
             ordered = sorted(values)
             codes = await self.dictionary.assign(site.id, attr, ordered)
             for value, code in zip(ordered, codes, strict=True):
+                if code > self.dictionary.max_codes:  # past the cap: the "(other)" code
+                    site.vocab.add(attr, OTHER, code)
                 site.vocab.add(attr, value, code)
                 assigned[(attr, value)] = code
         return assigned
