@@ -89,16 +89,32 @@ async def test_markup_in_product_ids_never_reaches_recommendations(
     client: Client, site: dict[str, Any], settings: Settings
 ) -> None:
     before = snapshot(settings.redis_url, settings.key_prefix)
-    bought = await client.post("/v1/events", headers=server_key(site), json=[{
-        "visitor_id": "m", "type": "purchase",
-        "properties": {"value": 1, "items": [{"product_id": XSS, "quantity": 1e308}]}}])  # fmt: skip
+    bought = await client.post(
+        "/v1/events",
+        headers=server_key(site),
+        json=[
+            {
+                "visitor_id": "m",
+                "type": "purchase",
+                "properties": {"value": 1, "items": [{"product_id": XSS, "quantity": 1e308}]},
+            }
+        ],
+    )
     assert bought.status == 400
     assert (await bought.json())["error"]["message"].startswith(
         "events[0].properties.items[0].product_id"
     )
-    huge = await client.post("/v1/events", headers=server_key(site), json=[{
-        "visitor_id": "m", "type": "purchase",
-        "properties": {"value": 1, "items": [{"product_id": "p1", "quantity": 1e308}]}}])  # fmt: skip
+    huge = await client.post(
+        "/v1/events",
+        headers=server_key(site),
+        json=[
+            {
+                "visitor_id": "m",
+                "type": "purchase",
+                "properties": {"value": 1, "items": [{"product_id": "p1", "quantity": 1e308}]},
+            }
+        ],
+    )
     assert huge.status == 400
     assert "items[0].quantity: must be at most" in (await huge.json())["error"]["message"]
     assert snapshot(settings.redis_url, settings.key_prefix) == before

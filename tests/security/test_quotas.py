@@ -22,8 +22,11 @@ async def test_one_visitors_flood_is_cut_and_page_views_degrade(
         site = await make_site(client, prebuilt=False)
         statuses, stored = [], 0
         for _ in range(100):  # 100 requests x 100 events, as in the finding
-            resp = await client.post("/v1/context", headers=site_key(site),
-                                     json={"visitor_id": "flood", "events": PAGE_VIEWS})  # fmt: skip
+            resp = await client.post(
+                "/v1/context",
+                headers=site_key(site),
+                json={"visitor_id": "flood", "events": PAGE_VIEWS},
+            )
             assert resp.status == 200
             answer = await resp.json()
             stored += sum(e["status"] == "stored" for e in answer["events"])
@@ -93,9 +96,14 @@ async def test_dictionaries_are_capped_and_page_views_keep_working(
     async with app_with(settings, clock, max_dictionary_codes=16) as client:
         site = await make_site(client, prebuilt=False)
         for i in range(40):
-            resp = await client.post("/v1/context", headers=site_key(site), json={
-                "visitor_id": f"u{i}", "events": [{"type": "page_view",
-                                                  "properties": {"utm_source": f"src{i}"}}]})  # fmt: skip
+            resp = await client.post(
+                "/v1/context",
+                headers=site_key(site),
+                json={
+                    "visitor_id": f"u{i}",
+                    "events": [{"type": "page_view", "properties": {"utm_source": f"src{i}"}}],
+                },
+            )
             assert resp.status == 200
             assert (await resp.json())["events"][0]["status"] == "stored"
         keys = client.app[SERVICES].keys
