@@ -46,10 +46,13 @@ class Principal:
     token_id: str | None = None
 
     def may(self, role: Role, site: str | None) -> bool:
-        """May this caller act with `role` on `site` (None: no site, e.g. creating one)?"""
+        """May this caller act with `role` on `site`? Without a site (None) a site's
+        token may only read what is filtered to its own site (whoami, the site list)."""
         if self.role is Role.ROOT:
             return True
-        return site is not None and site == self.site and self.role >= role
+        if site is None:
+            return role is Role.VIEWER
+        return site == self.site and self.role >= role
 
 
 def digest(secret: str) -> str:

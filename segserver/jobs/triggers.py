@@ -266,6 +266,13 @@ class TriggerRunner:
             stats.delivered += 1
             if retry:
                 await self.store.finish(delivery.site, delivery.id)
+        elif delivery.attempts > self.options.retries and _forget(delivery):
+            # an erased or expired visitor's exit: never kept as a dead letter naming it
+            stats.dead += 1
+            log.warning("delivery %s (an erasure or expiry exit) failed every retry; "
+                        "dropped", delivery.id)  # fmt: skip
+            if retry:
+                await self.store.finish(delivery.site, delivery.id)
         elif delivery.attempts > self.options.retries:
             stats.dead += 1
             dead = orjson.loads(delivery.to_record())
@@ -306,6 +313,14 @@ class TriggerRunner:
         delivery.last_error = DELIVERY_FAILED
         if status:
             log.info("delivery %s to %s: HTTP %s", delivery.id, sub.url, status)
+        return False
+
+
+def _forget(delivery: Delivery) -> bool:
+    """Is this the exit of an erased or expired visitor?"""
+    try:
+        return orjson.loads(delivery.body).get("cause") in FORGET_CAUSES
+    except (orjson.JSONDecodeError, AttributeError):
         return False
 
 
