@@ -131,8 +131,9 @@ async def test_references_must_exist_and_block_deletion(
         )
         assert resp["error"]["code"] == "unknown_reference"
     await admin_post(client, f"{BASE}/campaigns", {**bad, "audience": {"include": ["s"]}})
-    for path, users in (("segments/s", "campaign 'k'"), ("content/c", "placement 'p', campaign 'k'"),
-                        ("placements/p", "campaign 'k'")):  # fmt: skip
+    used = [("segments/s", "campaign 'k'"), ("content/c", "placement 'p', campaign 'k'"),
+            ("placements/p", "campaign 'k'")]  # fmt: skip
+    for path, users in used:
         resp = await client.delete(f"{BASE}/{path}", headers=admin_headers())
         assert resp.status == 409
         assert (await resp.json())["error"]["message"].endswith(f"is used by {users}")
