@@ -5,8 +5,9 @@ spec cannot drift from what the server accepts. Nothing here knows aiohttp.
 Models describe shape (types, ranges, unknown fields); what needs the catalogue
 (rules compile, references exist, versions match) is checked by the services after.
 The page view's body is the exception on the hot path: `PageViewRequest.parse` checks
-it by hand (2 µs against 4.5 µs for the model, measured in tests/unit/test_api_models.py
-where both are also held to agree) and the model only describes it.
+it by hand (2.0 µs against 4.5 µs for the model on a 3-event body, then each event
+is checked against the site's event types anyway) and the model only describes it;
+tests/unit/test_api_models.py holds the two to agree on generated bodies.
 """
 
 from __future__ import annotations
