@@ -14,8 +14,14 @@ from segserver.api.public import MAX_EVENTS, PageViewBody
 from segserver.errors import ValidationError
 from segserver.flows.pageview import PageViewRequest
 
-values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                   st.text(max_size=5), st.sampled_from(["v1", "hero", "a-b", "", "X"]))  # fmt: skip
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.sampled_from(["v1", "hero", "a-b", "", "X"]),
+)
 bodies = st.one_of(
     values,
     st.fixed_dictionaries({}, optional={
