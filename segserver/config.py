@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     token_secret: str = ""
     decision_token_ttl_seconds: int = Field(30 * 86400, ge=60, le=400 * 86400)
     # quotas (docs/security.md): per process, per site key / visitor, in a moving minute
-    quota_key_requests_per_minute: int = Field(60_000, ge=0, le=100_000_000)
+    quota_key_requests_per_minute: int = Field(1_200_000, ge=0, le=100_000_000)
     quota_visitor_requests_per_minute: int = Field(120, ge=0, le=1_000_000)
     quota_visitor_events_per_minute: int = Field(600, ge=0, le=1_000_000)
     # site-wide, over every process (counted in Redis, synced off the request path)

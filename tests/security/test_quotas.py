@@ -123,3 +123,22 @@ def test_buckets_refill_and_forget_the_oldest_keys() -> None:
     b.take("c", 1, 1.0)  # "a" is dropped: least recently used
     assert b.take("a", 60, 1.0) == 0
     assert Buckets(0).take("x", 10**6, 0.0) == 0  # 0: no limit
+
+
+async def test_key_and_visitor_request_quotas(settings: Settings, clock: Clock) -> None:
+    async with app_with(settings, clock, quota_key_requests_per_minute=5,
+                        quota_visitor_requests_per_minute=2) as client:  # fmt: skip
+        site = await make_site(client, prebuilt=False)
+        page = {"visitor_id": "one", "events": [{"type": "page_view"}]}
+        answers = [await (await client.post("/v1/context", headers=site_key(site),
+                                            json=page)).json() for _ in range(3)]  # fmt: skip
+        assert [a["degraded"] for a in answers] == [False, False, True]  # 2 per visitor
+        for i in range(2):
+            ev = [{"visitor_id": f"x{i}", "type": "page_view"}]
+            assert (await client.post("/v1/events", headers=site_key(site), json=ev)).status == 202
+        ev = [{"visitor_id": "x9", "type": "page_view"}]
+        resp = await client.post("/v1/events", headers=site_key(site), json=ev)
+        assert resp.status == 429  # 5 per key: 3 page views and 2 posts
+        assert (await resp.json())["error"]["code"] == "key_quota_exceeded"
+        # the server key has its own bucket
+        assert (await client.post("/v1/events", headers=server_key(site), json=ev)).status == 202
