@@ -269,6 +269,15 @@ async def test_admin_route(settings: Settings, clock: Clock) -> None:
             json={"id": "shop", "name": "Shop", "prebuilt": False},
         )
         assert resp.status == 201, await resp.text()
+        # a campaign's placement and contents must exist first
+        for path, item in (("placements", {"id": "home_popup", "kind": "popup"}),
+                           ("content", {"id": "c1", "kind": "popup",
+                                        "payload": {"title": "1", "body": "b"}}),
+                           ("content", {"id": "c2", "kind": "popup",
+                                        "payload": {"title": "2", "body": "b"}})):  # fmt: skip
+            made = await client.post(f"/v1/admin/sites/shop/{path}", headers=admin_headers(),
+                                     json=item)  # fmt: skip
+            assert made.status == 201, await made.text()
         resp = await client.post(
             "/v1/admin/sites/shop/campaigns", headers=admin_headers(), json=RESCUE
         )
