@@ -15,7 +15,6 @@ dictionary codes, which may need one round trip to assign:
 from __future__ import annotations
 
 import math
-import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from segserver.errors import ValidationError
+from segserver.profile.bounds import (
+    bounded,
+    check_items,
+    check_product_id,
+    check_products,
+    number,
+)
 from segserver.profile.identity import check_visitor_id
 from segserver.profile.ops import FLAG_WHEN_GAP, Op, Opcode, pack_ops
 from segserver.profile.schema import DAY_SECONDS, NAME_RE, Attribute, Kind, Schema
@@ -42,12 +48,6 @@ _OPCODES = {
 _PROP_TYPES = {"string", "number", "integer", "timestamp", "list", "product_id", "items"}
 _EVENT_ID_MAX = 128
 _LIST_MAX = 1000
-#: Product ids reach other visitors (recommendations): a conservative charset, so no
-#: markup or formula can travel through them (docs/security.md).
-PRODUCT_ID_RE = re.compile(r"[A-Za-z0-9_.:/+-]{1,128}")
-ITEMS_MAX = 100
-QUANTITY_MAX = 10_000.0
-PRICE_MAX = 1e9
 #: What a public site key may not send (config/events.toml `trusted = true`), and
 #: the code of the per-event rejection.
 SERVER_KEY_REQUIRED = "server_key_required"
@@ -196,14 +196,6 @@ def parse_date(value: Any, path: str) -> float:
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
-def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationError(f"{path}: must be a number")
-    if not math.isfinite(value):
-        raise ValidationError(f"{path}: must be a finite number")
-    return float(value)
-
-
 def _string(value: Any, path: str, limits: Limits) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"{path}: must be a string")
@@ -232,47 +224,6 @@ def _check_any(value: Any, path: str, limits: Limits, depth: int = 0) -> None:
             _check_any(item, f"{path}.{key}", limits, depth + 1)
 
 
-def _bounded(number: float, spec: Mapping[str, Any], path: str) -> float:
-    if "min" in spec and number < spec["min"]:
-        raise ValidationError(f"{path}: must be at least {spec['min']:g}")
-    if "max" in spec and number > spec["max"]:
-        raise ValidationError(f"{path}: must be at most {spec['max']:g}", code="out_of_range")
-    return number
-
-
-def check_product_id(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not PRODUCT_ID_RE.fullmatch(value):
-        raise ValidationError(f"{path}: must be a product id: 1-128 of A-Z a-z 0-9 _ . : / + -",
-                              code="invalid_product_id")  # fmt: skip
-    return value
-
-
-def _check_items(value: Any, path: str) -> list[Any]:
-    """A purchase's items: product ids or {product_id (or id), quantity?, price?}."""
-    if not isinstance(value, list) or len(value) > ITEMS_MAX:
-        raise ValidationError(f"{path}: must be a list of at most {ITEMS_MAX} items")
-    out: list[Any] = []
-    for i, item in enumerate(value):
-        where = f"{path}[{i}]"
-        if isinstance(item, str):
-            out.append(check_product_id(item, where))
-            continue
-        if not isinstance(item, dict):
-            raise ValidationError(f"{where}: must be a product id or an object")
-        unknown = set(item) - {"product_id", "id", "quantity", "price"}
-        if unknown:
-            raise ValidationError(f"{where}.{sorted(unknown)[0]}: unknown field")
-        name = "product_id" if "product_id" in item else "id"
-        checked: dict[str, Any] = {"product_id": check_product_id(item.get(name),
-                                                                  f"{where}.{name}")}  # fmt: skip
-        for field_, most in (("quantity", QUANTITY_MAX), ("price", PRICE_MAX)):
-            if item.get(field_) is not None:
-                at = f"{where}.{field_}"
-                checked[field_] = _bounded(_number(item[field_], at), {"min": 0, "max": most}, at)
-        out.append(checked)
-    return out
-
-
 def _check_property(value: Any, spec: Mapping[str, Any], path: str, limits: Limits) -> Any:
     kind = spec["type"]
     if kind == "string":
@@ -280,12 +231,12 @@ def _check_property(value: Any, spec: Mapping[str, Any], path: str, limits: Limi
     if kind == "product_id":
         return check_product_id(value, path)
     if kind == "items":
-        return _check_items(value, path)
+        return check_items(value, path)
     if kind in ("number", "integer"):
-        number = _number(value, path)
-        if kind == "integer" and not number.is_integer():
+        amount = number(value, path)
+        if kind == "integer" and not amount.is_integer():
             raise ValidationError(f"{path}: must be a whole number")
-        return _bounded(number, spec, path)
+        return bounded(amount, spec, path)
     if kind == "timestamp":
         return parse_time(value, path)
     if not isinstance(value, list):  # "list"
@@ -358,25 +309,8 @@ def validate_event(
         for name, value in props.items():
             if name not in spec.properties:
                 _check_any(value, f"{path}.properties.{name}", limits)
-        _check_products(spec, checked, f"{path}.properties")
+        check_products(spec.ops, checked, f"{path}.properties")
     return Event(vid, etype, ts, event_id, checked)
-
-
-def _check_products(spec: EventType, props: Mapping[str, Any], path: str) -> None:
-    """Every product of properties an op multiplies ("prop:a*prop:b") is finite:
-    bounds make it so for the built-in types; this keeps a custom config honest."""
-    for op in spec.ops:
-        if not isinstance(op.value, str) or "*" not in op.value:
-            continue
-        result = 1.0
-        for part in op.value.split("*"):
-            prop = props.get(part.removeprefix("prop:"))
-            if not isinstance(prop, float):
-                break
-            result *= prop
-        if not math.isfinite(result):
-            raise ValidationError(f"{path}: {op.value.replace('prop:', '')} is not a finite "
-                                  "number", code="out_of_range")  # fmt: skip
 
 
 def _check_identify(
@@ -394,7 +328,7 @@ def _check_identify(
         if value is None:
             out[name] = None
         elif attr.kind is Kind.NUMBER:
-            out[name] = _number(value, where)
+            out[name] = number(value, where)
         elif attr.kind is Kind.TIMESTAMP:
             out[name] = parse_time(value, where)
         elif attr.kind is Kind.DATE:
