@@ -30,17 +30,24 @@ class SiteQuotaStore:
     def __init__(self, clients: Clients, keys: Keys) -> None:
         self.keys = keys
         self.client = clients.raw
-        prefix = f"{keys.prefix}:quota"
-        storage: Any
-        if clients.cluster:
-            storage = RedisClusterStorage(_limits_uri(clients.url), implementation="redispy",
-                                          key_prefix=prefix)  # fmt: skip
-        else:
-            storage = RedisStorage("async+redis://", implementation="redispy", key_prefix=prefix,
-                                   connection_pool=clients.raw.connection_pool)  # fmt: skip
-        self.storage = storage
-        self.limiter = SlidingWindowCounterRateLimiter(storage)
-        self.cluster = clients.cluster
+        self.clients = clients
+        self.storage: Any = None  # made on first use: nothing connects when built
+        self._limiter: SlidingWindowCounterRateLimiter | None = None
+
+    @property
+    def limiter(self) -> SlidingWindowCounterRateLimiter:
+        if self._limiter is None:
+            prefix = f"{self.keys.prefix}:quota"
+            if self.clients.cluster:
+                self.storage = RedisClusterStorage(
+                    _limits_uri(self.clients.url), implementation="redispy", key_prefix=prefix
+                )
+            else:  # a single node: our own pool, no second client
+                self.storage = RedisStorage(
+                    "async+redis://", implementation="redispy", key_prefix=prefix,
+                    connection_pool=self.clients.raw.connection_pool)  # fmt: skip
+            self._limiter = SlidingWindowCounterRateLimiter(self.storage)
+        return self._limiter
 
     async def add_events(self, site: str, count: int, per_minute: int) -> float:
         """Count `count` events of `site`; 0 if it stays within `per_minute`, else the
@@ -63,5 +70,5 @@ class SiteQuotaStore:
 
     async def close(self) -> None:
         """Close `limits`' own cluster client (a single node shares our pool)."""
-        if self.cluster:
+        if self.clients.cluster and self.storage is not None:
             await self.storage.bridge.storage.aclose()
