@@ -19,7 +19,7 @@ from segserver.api.types import ErrorBody
 from segserver.auth import Role
 from segserver.http.operations import OPEN, OPS, PUBLIC, SERVER, Op
 from segserver.http.request import MAX_DEPTH
-from segserver.profile.events import _BUILTIN_TYPES
+from segserver.profile.events import builtin_event_types
 from segserver.profile.identity import SITE_ID_RE, VISITOR_ID_RE
 
 routes = web.RouteTableDef()
@@ -162,7 +162,7 @@ def _event_types() -> dict[str, Any]:
     only the server key may send them."""
     return {name: {"trusted": t.trusted, "properties": {p: dict(spec) for p, spec
                                                          in t.properties.items()}}
-            for name, t in sorted(_BUILTIN_TYPES.items())}  # fmt: skip
+            for name, t in sorted(builtin_event_types().items())}  # fmt: skip
 
 
 @cache

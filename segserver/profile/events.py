@@ -140,6 +140,11 @@ BUILTIN_EVENT_TYPES = frozenset(_BUILTIN_TYPES)
 TRUSTED_EVENT_TYPES = frozenset(n for n, t in _BUILTIN_TYPES.items() if t.trusted)
 
 
+def builtin_event_types() -> Mapping[str, EventType]:
+    """Every built-in event type (config/events.toml), by name."""
+    return _BUILTIN_TYPES
+
+
 @dataclass
 class EventCatalog:
     """The event types of one site: built-ins plus the schema's custom events."""
