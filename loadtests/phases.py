@@ -22,7 +22,7 @@ import aiohttp
 import redis
 
 from loadtests.report import Samples
-from segserver.bench.http import TOKEN, _histogram, _metrics_text, _paced, _quantile
+from segserver.bench.http import TOKEN, SiteKeys, _histogram, _metrics_text, _paced, _quantile
 
 HERE = Path(__file__).resolve().parent
 SITE = "bench"  # the site segserver.bench.http._setup creates
@@ -84,9 +84,10 @@ async def seed_direct(redis_url: str, visitors: int) -> str:
     return ID_PREFIX
 
 
-async def seed_http(base: str, key: str, visitors: int) -> str:
-    """Through POST /v1/events, 50 visitors per request, 16 requests in flight."""
-    headers = {"X-Segserver-Key": key}
+async def seed_http(base: str, server_key: str, visitors: int) -> str:
+    """Through POST /v1/events with the server key (purchases are trusted events), 50
+    visitors per request, 16 requests in flight."""
+    headers = {"Authorization": f"Bearer {server_key}"}
     sem = asyncio.Semaphore(16)
     async with aiohttp.ClientSession(headers=headers) as s:
 
@@ -121,12 +122,14 @@ async def seed_http(base: str, key: str, visitors: int) -> str:
 # locust -----------------------------------------------------------------------------
 
 
-def locust(base: str, key: str, prefix: str, args: argparse.Namespace, out: Path) -> Samples:
+def locust(base: str, keys: SiteKeys, prefix: str, args: argparse.Namespace, out: Path
+           ) -> Samples:  # fmt: skip
     samples = out / "locust-samples.csv"
     env = {
         **os.environ,
         "LOADTEST_SITE": SITE,
-        "LOADTEST_SITE_KEY": key,
+        "LOADTEST_SITE_KEY": keys.public,
+        "LOADTEST_SERVER_KEY": keys.server,
         "LOADTEST_ADMIN_TOKEN": TOKEN,
         "LOADTEST_VISITORS": str(args.visitors),
         "LOADTEST_ID_PREFIX": prefix,

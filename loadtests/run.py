@@ -184,13 +184,14 @@ def run(args: argparse.Namespace) -> int:
             base = stack.enter_context(_server(redis_url, Path(tmp), 1))
         cpu = RedisCpu(redis_url)
         stack.callback(cpu.close)
-        key = asyncio.run(_setup(base, 0))
+        keys = asyncio.run(_setup(base, 0))
+        key = keys.public
         t0 = time.perf_counter()
         if redis_url:
             prefix = asyncio.run(seed_direct(redis_url, args.visitors))
             how = "profiles written directly, then bulk recompute"
         else:
-            prefix = asyncio.run(seed_http(base, key, args.visitors))
+            prefix = asyncio.run(seed_http(base, keys.server, args.visitors))
             how = "through POST /v1/events"
         data["seed"] = {
             "visitors": args.visitors,
@@ -206,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         if args.seconds:
             phase: dict[str, Any] = {}
             with cpu.measure(phase):
-                samples = locust(base, key, prefix, args, out)
+                samples = locust(base, keys, prefix, args, out)
             data["locust"] = locust_summary(samples, args) | phase
             c = data["locust"]["context"]
             print(

@@ -11,7 +11,8 @@
 -- KEYS[7]  caps              hash of the visitor's frequency-cap counters
 -- KEYS[8]  arms              hash of the visitor's campaign arms (lua/record_outcomes.lua)
 -- KEYS[9]  recent            list of the visitor's recently viewed products
--- KEYS[10 ..]                keys addressed by index below: shard segment bitmaps,
+-- KEYS[10] feedback          hash of the visitor: <token id>|<kind> already counted
+-- KEYS[11 ..]                keys addressed by index below: shard segment bitmaps,
 --                            campaign result hashes, daily popularity sorted sets
 -- Every key carries the visitor's shard hash tag: one slot on a cluster.
 --
@@ -22,8 +23,10 @@
 --                            = none), the stored bitmap the caller diffed against (what the
 --                            first round trip read), F, then F x (key index of the shard's
 --                            segment bitmap, slot, new bit 0|1, segment id); or 0 (no commit)
--- Section O, outcomes:       T, T x (key index of the campaign's results, variant, kind:
---                            impression|click|dismiss|conversion); then G, G x (key index,
+-- Section O, outcomes:       T, seconds the feedback hash lives, T x (key index of the
+--                            campaign's results, variant, kind: impression|click|dismiss|
+--                            conversion, token id: counted once per token and kind);
+--                            then G, G x (key index,
 --                            campaign, event time, value) goal candidates
 -- Section S, served:         caps ttl, current session, day, week; N, then N x (campaign,
 --                            arm (variant id or "_holdout"), key index of the campaign's
@@ -104,11 +107,15 @@ end
 -- O: outcomes (feedback by token, goal conversions for the arm of the first exposure)
 local touched_arms = false
 local n = tonumber(ARGV[a])
-a = a + 1
+local feedback_ttl = ARGV[a + 1]
+a = a + 2
 for _ = 1, n do
-  redis.call('HINCRBY', KEYS[tonumber(ARGV[a])], ARGV[a + 1] .. '|' .. ARGV[a + 2], 1)
-  a = a + 3
+  if redis.call('HSETNX', KEYS[10], ARGV[a + 3] .. '|' .. ARGV[a + 2], 1) == 1 then
+    redis.call('HINCRBY', KEYS[tonumber(ARGV[a])], ARGV[a + 1] .. '|' .. ARGV[a + 2], 1)
+  end
+  a = a + 4
 end
+if n > 0 then redis.call('EXPIRE', KEYS[10], feedback_ttl) end
 n = tonumber(ARGV[a])
 a = a + 1
 for _ = 1, n do

@@ -5,7 +5,8 @@ Two bit orders meet here:
   program's i-th segment (`bits_to_values`);
 * Redis bitmaps (SETBIT/GETBIT, stored membership by segment slot or by visitor
   ordinal) put bit i at the (7 - i % 8)-th bit of byte i // 8, as
-  `np.packbits(..., bitorder="big")` lays it out (`bitmap_slots`, `bitmap_bits`).
+  `np.packbits(..., bitorder="big")` lays it out (`bitmap_slots`); the page view's
+  commit compares it as one big-endian int (membership.write_of).
 """
 
 from __future__ import annotations
@@ -24,13 +25,3 @@ def bitmap_slots(bits: bytes | None) -> npt.NDArray[np.int64]:
     """Positions of the set bits of a Redis bitmap."""
     unpacked = np.unpackbits(np.frombuffer(bits or b"", np.uint8), bitorder="big")
     return np.flatnonzero(unpacked).astype(np.int64)
-
-
-def bitmap_bits(bits: bytes | None, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """The bits of a Redis bitmap at `slots` (positions past its end are 0)."""
-    raw = np.frombuffer(bits or b"", np.uint8)
-    byte = slots >> 3
-    inside = byte < raw.size
-    out = np.zeros(slots.shape, np.bool_)
-    out[inside] = (raw[byte[inside]] >> (7 - (slots[inside] & 7))) & 1
-    return out

@@ -24,6 +24,10 @@ from segserver.resources import shipped_dir
 
 _URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+#: Configured secrets (admin token, decision-token secret): 32 characters hold 192 bits
+#: as token_urlsafe makes them; a repeated character or a word is refused.
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT = 10
 
 
 class Settings(BaseSettings):
@@ -47,6 +51,17 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     admin_token: str = ""
     token_secret: str = ""
+    decision_token_ttl_seconds: int = Field(30 * 86400, ge=60, le=400 * 86400)
+    # quotas (docs/security.md): per process, per site key / visitor, in a moving minute
+    quota_key_requests_per_minute: int = Field(1_200_000, ge=0, le=100_000_000)
+    quota_visitor_requests_per_minute: int = Field(120, ge=0, le=1_000_000)
+    quota_visitor_events_per_minute: int = Field(600, ge=0, le=1_000_000)
+    # site-wide, over every process (counted in Redis, synced off the request path)
+    quota_site_events_per_minute: int = Field(600_000, ge=0, le=1_000_000_000)
+    quota_site_new_visitors_per_minute: int = Field(60_000, ge=0, le=100_000_000)
+    quota_sync_seconds: float = Field(1.0, ge=0, le=60)
+    max_dictionary_codes: int = Field(10_000, ge=16, le=10_000_000)
+    expired_sweep_per_second: int = Field(5_000, ge=0, le=1_000_000)
     max_body_bytes: int = Field(262144, ge=1024, le=64 * 1024 * 1024)
     max_events_per_request: int = Field(100, ge=1, le=10_000)
     max_string_length: int = Field(256, ge=8, le=65536)
@@ -90,6 +105,17 @@ class Settings(BaseSettings):
     def _check_url(cls, value: str) -> str:
         if value and not value.startswith(_URL_SCHEMES):
             raise ValueError(f"must start with one of {', '.join(_URL_SCHEMES)} (or be empty)")
+        return value
+
+    @field_validator("admin_token", "token_secret")
+    @classmethod
+    def _check_strength(cls, value: str) -> str:
+        if value and (len(value) < MIN_SECRET_LENGTH or len(set(value)) < MIN_SECRET_DISTINCT):
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters with at least "
+                f"{MIN_SECRET_DISTINCT} different ones (or empty: generated); "
+                "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
         return value
 
     @field_validator("cache_dir", mode="before")

@@ -66,3 +66,13 @@ class StorageError(SegserverError):
 
 class StorageTimeout(StorageError):
     code = "storage_timeout"
+
+
+class RateLimited(SegserverError):
+    """Over a quota (429 with `Retry-After: retry_after` seconds)."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(message, code=code, details={"retry_after": max(1, round(retry_after))})
+        self.retry_after = max(1, round(retry_after))

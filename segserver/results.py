@@ -100,15 +100,18 @@ def arm_json(counters: Mapping[str, float]) -> dict[str, Any]:
 
 def feedback(secret: bytes, site: str, event: Event) -> TokenCount | None:
     """What a feedback event counts: its token's campaign and variant, if the token is
-    ours, for this site and for the visitor that sent the event."""
+    ours, for this site and for the visitor that sent the event, and not expired at the
+    event's time. Replays are settled in Redis (once per token and kind)."""
     token = event.properties.get("token")
     info = decide.read_token(secret, token) if isinstance(token, str) else None
     if info is None or info["site"] != site or info["visitor_id"] != event.visitor_id:
         return None
-    campaign, variant = info["campaign"], info["variant"]
+    campaign, variant, expires = info["campaign"], info["variant"], info["expires"]
     if not isinstance(campaign, str) or not isinstance(variant, str):
         return None
-    return TokenCount(campaign, variant, event.type)
+    if not isinstance(expires, int | float) or event.ts > expires:
+        return None
+    return TokenCount(campaign, variant, event.type, info["id"])
 
 
 # --- recording and reading -------------------------------------------------------------

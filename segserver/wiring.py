@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -16,6 +16,7 @@ from segserver.catalogue.campaigns import ItemService
 from segserver.catalogue.runtime import Runtime
 from segserver.catalogue.segments import SegmentService
 from segserver.catalogue.sites import SiteService
+from segserver.catalogue.tokens import AdminTokens
 from segserver.catalogue.triggers import TriggerService
 from segserver.config import Settings
 from segserver.flows.after_events import AfterEvents
@@ -25,7 +26,9 @@ from segserver.flows.pageview import PageViews
 from segserver.flows.visitors import Visitors
 from segserver.jobs.expiry import ExpiryScheduler
 from segserver.jobs.history import HistorySnapshotter
+from segserver.jobs.quota_sync import QuotaSync
 from segserver.jobs.recompute import Recomputer
+from segserver.jobs.sweep import ExpiredSweep
 from segserver.jobs.triggers import (
     DeadLetters,
     Sender,
@@ -33,9 +36,11 @@ from segserver.jobs.triggers import (
     TriggerOptions,
     TriggerRunner,
 )
+from segserver.keyfile import stored_secret
 from segserver.metrics import Metrics
 from segserver.profile.events import Limits
 from segserver.profile.ingest import Ingestor
+from segserver.quotas import Buckets, Quotas
 from segserver.recommend import Recommender
 from segserver.results import Results
 from segserver.storage.analytics import AnalyticsStore
@@ -43,29 +48,45 @@ from segserver.storage.catalogue import CatalogueStore
 from segserver.storage.changes import ChangeStore
 from segserver.storage.client import Clients, create_clients
 from segserver.storage.dictionary import DictionaryStore
+from segserver.storage.erasure import ErasureStore
 from segserver.storage.finish import FinishStore
 from segserver.storage.jobs import JobStore, ShardReader
 from segserver.storage.keys import Keys
 from segserver.storage.membership import DueStore, MembershipStore
 from segserver.storage.models import ITEM_KINDS, Records
 from segserver.storage.profiles import ProfileStore
+from segserver.storage.quotas import SiteQuotaStore
 from segserver.storage.recommendations import RecommendationStore
 from segserver.storage.results import ResultStore
 from segserver.storage.scripts import Scripts
+from segserver.storage.tokens import TokenStore
 
 DAY = 86400
 
 
 # `timeout` is part of the Sender's signature
-async def _no_delivery(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:  # noqa: ASYNC109
+async def _no_delivery(url: str, body: bytes, headers: Mapping[str, str], timeout: float,  # noqa: ASYNC109
+                       networks: Sequence[str] = ()) -> int:  # fmt: skip
     """The trigger sender of processes that do not deliver webhooks (CLI commands)."""
     raise SendError("this process does not deliver webhooks")
 
 
 def token_secret(settings: Settings) -> bytes:
-    """The key that signs decision tokens."""
-    secret = settings.token_secret or settings.admin_token
+    """The key that signs decision tokens: its own setting, or a secret generated once
+    and kept in the data directory (never derived from the admin token: a token in any
+    page would let anyone test admin-token guesses offline)."""
+    secret = settings.token_secret or stored_secret(settings.data_dir)
     return hashlib.sha256(f"segserver-tokens:{secret}".encode()).digest()
+
+
+def _webhook_networks(runtime: Runtime) -> Callable[[str], Awaitable[Sequence[str]]]:
+    """The internal networks each site allow-lists for its webhooks (site option)."""
+
+    async def of(site: str) -> Sequence[str]:
+        nets = (await runtime.get(site)).site.options.get("webhook_networks") or []
+        return [str(n) for n in nets]
+
+    return of
 
 
 @dataclass
@@ -101,8 +122,13 @@ class Services:
     triggers: TriggerService
     trigger_runner: TriggerRunner
     dead_letters: DeadLetters
+    tokens: AdminTokens
+    sweep: ExpiredSweep
+    quotas: Quotas
+    quota_sync: QuotaSync
 
     async def close(self) -> None:
+        await self.quota_sync.store.close()
         await self.clients.close()
 
 
@@ -120,7 +146,7 @@ def build_services(
     records = Records(clients.text, s.key_prefix)
     catalogue = CatalogueStore(clients.text, s.key_prefix, Scripts(clients.text))
     profiles = ProfileStore(clients.raw, scripts, keys, s.dedup_window_seconds, visitor_ttl)
-    dictionary = DictionaryStore(clients.raw, scripts, keys)
+    dictionary = DictionaryStore(clients.raw, scripts, keys, s.max_dictionary_codes)
     membership = MembershipStore(
         client=clients.raw, scripts=scripts, keys=keys, stream_max=s.change_stream_max_length,
         history_len=s.visitor_history_length, ttl_seconds=visitor_ttl,
@@ -129,6 +155,7 @@ def build_services(
         scripts=scripts, keys=keys, stream_max=s.change_stream_max_length,
         history_len=s.visitor_history_length, ttl_seconds=visitor_ttl,
         caps_ttl_seconds=visitor_ttl or 400 * DAY, recent_length=s.recently_viewed_length,
+        feedback_ttl_seconds=s.decision_token_ttl_seconds,
     )  # fmt: skip
     jobs = JobStore(clients.raw, keys)
     analytics_store = AnalyticsStore(clients.raw, scripts, keys)
@@ -152,6 +179,15 @@ def build_services(
                         token_secret=secret)  # fmt: skip
     recomputer = Recomputer(runtime, ShardReader(clients.raw, keys), membership, keys, jobs)
     triggers = TriggerService(records, changes)
+    erasure = ErasureStore(clients.raw, scripts, keys, changes,
+                           s.change_stream_max_length)  # fmt: skip
+    quotas = Quotas(
+        key_requests=Buckets(s.quota_key_requests_per_minute),
+        visitor_requests=Buckets(s.quota_visitor_requests_per_minute),
+        visitor_events=Buckets(s.quota_visitor_events_per_minute),
+        events_per_minute=s.quota_site_events_per_minute,
+        new_visitors_per_minute=s.quota_site_new_visitors_per_minute,
+    )
     return Services(
         settings=s, clock=clock, metrics=metrics, clients=clients, scripts=scripts, keys=keys,
         profiles=profiles, dictionary=dictionary, membership=membership, due=due, jobs=jobs,
@@ -159,12 +195,14 @@ def build_services(
         ingestor=ingestor,
         pageviews=PageViews(ingestor=ingestor, after=after, recommender=recommender,
                             metrics=metrics, budget_seconds=s.redis_budget_ms / 1000,
-                            token_secret=secret),
+                            token_secret=secret, token_ttl=s.decision_token_ttl_seconds),
         events=Events(ingestor=ingestor, after=after, metrics=metrics,
                       max_events=s.max_events_per_request),
         edits=Edits(runtime=runtime, sites=sites, segments=segments, items=items,
-                    catalogue=catalogue, recomputer=recomputer, profiles=profiles),
-        visitors=Visitors(runtime=runtime, profiles=profiles),
+                    catalogue=catalogue, recomputer=recomputer, profiles=profiles,
+                    triggers=triggers),
+        visitors=Visitors(runtime=runtime, profiles=profiles, erasure=erasure, changes=changes,
+                          catalogue=catalogue),
         results=Results(ResultStore(clients.raw, keys), runtime),
         analytics=SegmentAnalytics(analytics_store, ShardReader(clients.raw, keys), visitor_ttl),
         recomputer=recomputer,
@@ -175,8 +213,12 @@ def build_services(
         if s.history_interval_seconds > 0 else None,
         triggers=triggers,
         trigger_runner=TriggerRunner(changes, triggers, sender, TriggerOptions.from_settings(s),
-                                     clock),
+                                     clock, networks_of=_webhook_networks(runtime)),
         dead_letters=DeadLetters(changes),
+        tokens=AdminTokens(TokenStore(clients.text, s.key_prefix), s.admin_token),
+        sweep=ExpiredSweep(runtime, erasure, changes, catalogue),
+        quotas=quotas,
+        quota_sync=QuotaSync(quotas, SiteQuotaStore(clients, keys)),
     )  # fmt: skip
 
 

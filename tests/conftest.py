@@ -20,7 +20,7 @@ from segserver.http import create_app
 from segserver.storage.embedded import EmbeddedRedis
 from segserver.wiring import Services, build_services
 
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
 
 
 class Clock:
@@ -109,6 +109,11 @@ async def client(settings: Settings, clock: Clock) -> AsyncIterator[TestClient[A
 
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def server_headers(site: dict[str, Any]) -> dict[str, str]:
+    """The site's secret server key (a shop back end: every event type)."""
+    return {"Authorization": f"Bearer {site['server_key']}"}
 
 
 @pytest_asyncio.fixture

@@ -24,7 +24,7 @@ from segserver.profile.events import EventCatalog, Limits, plan_ops, validate_ev
 from segserver.profile.schema import Schema
 from segserver.wiring import build_services
 
-TOKEN = "bench-token"
+TOKEN = "bench-admin-token-0123456789abcdefghij"
 
 
 async def _raw(url: str, seconds: float, visitors: int, pipeline: int) -> float:

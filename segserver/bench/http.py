@@ -43,7 +43,7 @@ import aiohttp
 
 from segserver.bench.common import private_redis, row, server_process
 
-TOKEN = "bench-token-0123456789abcdef0123"
+TOKEN = "bench-admin-token-0123456789abcdefghij"
 _EXTRA_SEGMENTS = [
     ("de", {"attr": "country", "op": "eq", "value": "DE"}),
     ("dach", {"attr": "country", "op": "in", "value": ["DE", "AT", "CH"]}),
@@ -58,7 +58,16 @@ _AUDIENCES = ["new_visitors", "cart_abandoners", "high_value_customers", "de",
               "recent_buyers", "everyone"]  # fmt: skip
 
 
-async def _setup(base: str, visitors: int) -> str:
+@dataclass(frozen=True)
+class SiteKeys:
+    public: str  # the site key of every page (X-Segserver-Key)
+    server: str  # the shop back end's secret key (trusted events: purchases)
+
+
+async def _setup(base: str, visitors: int) -> SiteKeys:
+    """The bench site with its segments, placements and campaigns, and `visitors`
+    seeded through POST /v1/events with the server key (purchases are trusted events,
+    as a shop's back end sends them)."""
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with aiohttp.ClientSession(headers=auth) as s:
         site = await (await s.post(f"{base}/v1/admin/sites", json={"id": "bench"})).json()
@@ -80,7 +89,8 @@ async def _setup(base: str, visitors: int) -> str:
                 "variants": [{"id": "a", "content": f"c{i}", "weight": 1},
                              {"id": "b", "content": f"c{i}", "weight": 1}],
                 "caps": [{"per": "day", "max": 1000}]})  # fmt: skip
-        key = site["site_key"]
+        keys = SiteKeys(site["site_key"], site["server_key"])
+        backend = {"Authorization": f"Bearer {keys.server}"}
         rng = random.Random(1)
         sem = asyncio.Semaphore(32)
 
@@ -94,10 +104,11 @@ async def _setup(base: str, visitors: int) -> str:
                     events.append({"visitor_id": f"v{i}", "type": "purchase",
                                    "properties": {"value": rng.uniform(10, 900)}})  # fmt: skip
             async with sem:
-                await s.post(f"{base}/v1/events", json=events, headers={"X-Segserver-Key": key})
+                resp = await s.post(f"{base}/v1/events", json=events, headers=backend)
+                resp.raise_for_status()
 
         await asyncio.gather(*(seed(i) for i in range(0, visitors, 50)))
-        return str(key)
+        return keys
 
 
 def _wrk_script(path: Path, key: str, visitors: int, target: str) -> None:
@@ -296,13 +307,14 @@ def main(argv: list[str]) -> int:
         env = {"SEGSERVER_BENCH_CEILING_ROUTE": "true", "SEGSERVER_EXPIRY_INTERVAL_SECONDS": "0",
                "SEGSERVER_REDIS_BUDGET_MS": "1000", "SEGSERVER_DATA_DIR": tmp}  # fmt: skip
         key = ""
+        seeded = 0.0
         for workers in workers_list:
             extra = ["--workers", str(workers)] if workers > 1 else []
             with server_process(redis_server.url, TOKEN, env, extra,
                                 pin_core=0 if workers == 1 else None) as base:  # fmt: skip
                 if not key:
                     started = time.perf_counter()
-                    key = asyncio.run(_setup(base, args.visitors))
+                    key = asyncio.run(_setup(base, args.visitors)).public
                     seeded = time.perf_counter() - started
                 scripts = {}
                 for target in ("/_bench/ceiling", "/v1/context", "/v1/events"):

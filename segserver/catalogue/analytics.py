@@ -257,7 +257,8 @@ class SegmentAnalytics:
                 for vid, blob in zip(ids, blobs, strict=True):
                     values = codec.to_json(blob, layout, ctx.data.vocab)["attributes"] \
                         if blob is not None else {}  # fmt: skip
-                    writer.writerow([vid, *(_cell(values.get(a), layout[a].kind) for a in attrs)])
+                    writer.writerow([_safe(vid), *(_cell(values.get(a), layout[a].kind)
+                                                   for a in attrs)])  # fmt: skip
                 yield buf.getvalue().encode()
 
     # -- static segments --------------------------------------------------------------
@@ -289,13 +290,26 @@ def _cell(value: Any, kind: Kind) -> str:
     if value is None:
         return ""
     if kind is Kind.TAGS:
-        return "|".join(str(v) for v in value)
+        return _safe("|".join(str(v) for v in value))
     if kind is Kind.FLAG:
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, int | float):
+        return str(value)  # a number ("-5") is data, not a formula
+    return _safe(str(value))
+
+
+#: What makes a spreadsheet read a cell as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "|", "%")
+
+
+def _safe(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one leading `'` if it could start a
+    formula (`=HYPERLINK(...)`, `+1`, `@SUM(...)`); visitor ids and attribute values
+    come from outside."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _csv_line(cells: Sequence[str]) -> bytes:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(cells)
+    csv.writer(buf, lineterminator="\n").writerow([_safe(c) for c in cells])
     return buf.getvalue().encode()

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from segserver.auth import site_of_server_key
 from segserver.catalogue.campaigns import ItemService, goal_index
 from segserver.catalogue.segments import Segment, SegmentService
 from segserver.catalogue.sites import Site, SiteService, site_id_of_key
@@ -212,6 +213,21 @@ class Runtime:
             ctx = await self._refresh(site_id)
             if not _same(ctx.site.site_key, site_key):
                 raise AuthError("site key: unknown", code="invalid_site_key")
+        return ctx
+
+    async def by_server_key(self, server_key: str) -> SiteContext:
+        """The site a secret server key belongs to (constant-time compare), or AuthError."""
+        site_id = site_of_server_key(server_key)
+        if site_id is None:
+            raise AuthError("server key: malformed", code="invalid_server_key")
+        try:
+            ctx = await self.get(site_id)
+        except NotFoundError:
+            raise AuthError("server key: unknown", code="invalid_server_key") from None
+        if not ctx.site.is_server_key(server_key):
+            ctx = await self._refresh(site_id)  # rotated since cached: check Redis once
+            if not ctx.site.is_server_key(server_key):
+                raise AuthError("server key: unknown", code="invalid_server_key")
         return ctx
 
     async def refresh_dictionaries(self, ctx: SiteContext) -> None:

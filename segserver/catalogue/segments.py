@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -25,6 +25,7 @@ SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 TYPES = ("dynamic", "static")
 STATUSES = ("draft", "active", "archived")
 SORTS = ("id", "name", "priority", "created_at", "updated_at", "status")
+RESERVED_IDS = frozenset({"preview", "query", "overlap"})
 _FIELDS = {"id", "name", "description", "tags", "type", "status", "priority", "rule", "salt"}
 
 
@@ -83,6 +84,8 @@ def check_fields(body: Any, *, creating: bool) -> dict[str, Any]:
         sid = body.get("id")
         if not isinstance(sid, str) or not SLUG.fullmatch(sid):
             raise ValidationError("id: must be a slug: 1-64 of a-z 0-9 _ - (starting a-z0-9)")
+        if sid in RESERVED_IDS:
+            raise ValidationError(f"id: {sid!r} names an operation (POST .../segments/{sid})")
         out["id"] = sid
     if "name" in body or creating:
         name = body.get("name", out.get("id"))
@@ -171,11 +174,11 @@ class SegmentService:
         seg = Segment(
             fields["id"], fields["name"], fields.get("description", ""),
             tuple(fields.get("tags", ())), fields["type"], fields["status"],
-            fields.get("priority", 0), fields.get("rule", {}),
-            await self.store.next_slot(site, "segment"), fields.get("salt", ""), prebuilt,
-            now, now, 1,
+            fields.get("priority", 0), fields.get("rule", {}), -1, fields.get("salt", ""),
+            prebuilt, now, now, 1,
         )  # fmt: skip
-        self.validate(seg, others, layout, vocab)
+        self.validate(seg, others, layout, vocab)  # before anything is written (the slot)
+        seg = replace(seg, slot=await self.store.next_slot(site, "segment"))
         await self._save(site, seg, expect=None, previous=None)
         return seg
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
+from segserver import netpolicy
 from segserver.errors import ConflictError, NotFoundError, ValidationError
 from segserver.storage.changes import ChangeStore
 from segserver.storage.models import Records
@@ -73,10 +75,16 @@ class Subscription:
         return out
 
 
-def check_url(value: Any) -> str:
+def check_url(value: Any, networks: Sequence[str] = ()) -> str:
+    """An http(s) URL that does not name this machine or an internal address (unless in
+    the site's allow-listed `networks`); names are checked again when connecting."""
     parts = urlsplit(value) if isinstance(value, str) and len(value) <= _URL_MAX else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(f"url: must be an http:// or https:// URL of at most {_URL_MAX}")
+    why = netpolicy.refused_host(parts.hostname, netpolicy.networks(networks))
+    if why is not None:
+        raise ValidationError(f"url: {why}; a site may allow-list internal networks in its "
+                              "options.webhook_networks", code="internal_address")  # fmt: skip
     if parts.fragment:
         raise ValidationError("url: must not have a #fragment")
     try:
@@ -139,12 +147,14 @@ class TriggerService:
             rec["version"],
         )
 
-    async def create(self, site: str, body: Any, now: float) -> Subscription:
-        """A new subscription; its `secret` is in the answer and never shown again."""
+    async def create(self, site: str, body: Any, now: float,
+                     networks: Sequence[str] = ()) -> Subscription:  # fmt: skip
+        """A new subscription; its `secret` is in the answer and never shown again.
+        `networks`: internal networks the site allow-lists (options.webhook_networks)."""
         body = _check_body(body, _FIELDS)
         if "url" not in body:
             raise ValidationError("url: required")
-        url = check_url(body["url"])
+        url = check_url(body["url"], networks)
         segments = check_segments(body.get("segments", []))
         changes = check_changes(body.get("changes", "both"))
         active = check_active(body.get("active", True))
@@ -190,7 +200,8 @@ class TriggerService:
                 out.append(self._from_record(rec))
         return out
 
-    async def update(self, site: str, sub_id: str, body: Any, now: float) -> Subscription:
+    async def update(self, site: str, sub_id: str, body: Any, now: float,
+                     networks: Sequence[str] = ()) -> Subscription:  # fmt: skip
         """Change url, segments, changes or active (PATCH; `version` guards it)."""
         body = _check_body(body, _FIELDS | {"version"})
         rec = await self._record(site, sub_id)
@@ -200,7 +211,7 @@ class TriggerService:
                 code="stale_version",
             )
         if "url" in body:
-            rec["url"] = check_url(body["url"])
+            rec["url"] = check_url(body["url"], networks)
         if "segments" in body:
             rec["segments"] = orjson.dumps(list(check_segments(body["segments"]))).decode()
         if "changes" in body:

@@ -28,13 +28,14 @@ from segserver.decide.policy import (
     in_holdout,
     variant_of,
 )
-from segserver.decide.tokens import make_token, read_token
+from segserver.decide.tokens import TOKEN_TTL, make_token, read_token
 
 __all__ = [
     "BUCKETS",
     "DAY",
     "HASH_VERSION",
     "ROUNDS",
+    "TOKEN_TTL",
     "Campaign",
     "Cap",
     "Considered",

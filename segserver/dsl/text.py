@@ -34,6 +34,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
+from segserver.dsl.validate import MAX_DEPTH
 from segserver.errors import RuleError
 
 _TOKEN = re.compile(
@@ -95,6 +98,12 @@ class _Parser:
     def __init__(self, tokens: list[_Tok]) -> None:
         self.toks = tokens
         self.i = 0
+        self.depth = 0  # open groups: bounded like the JSON form (dsl.validate.MAX_DEPTH)
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise RuleError(f"text[{self.tok.pos}]: rules nest at most {MAX_DEPTH} groups deep")
 
     @property
     def tok(self) -> _Tok:
@@ -143,14 +152,19 @@ class _Parser:
     def unary(self) -> dict[str, Any]:
         if self.is_word("not"):
             self.take()
-            return {"not": self.unary()}
+            self.enter()
+            inner = self.unary()
+            self.depth -= 1
+            return {"not": inner}
         return self.atom()
 
     def atom(self) -> dict[str, Any]:
         if self.is_op("("):
             self.take()
+            self.enter()
             inner = self.expr()
             self.expect("op", ")")
+            self.depth -= 1
             return inner
         if self.tok.kind != "name":
             raise self.fail("a rule")
@@ -158,11 +172,13 @@ class _Parser:
         nxt = self.toks[self.i + 1]
         if word in ("all", "any") and nxt.text == "(":
             self.i += 2
+            self.enter()
             items = [self.expr()]
             while self.is_op(","):
                 self.take()
                 items.append(self.expr())
             self.expect("op", ")")
+            self.depth -= 1
             return {word: items}
         if word in ("true", "false"):
             self.take()
@@ -277,13 +293,17 @@ class _Parser:
         raise self.fail("a value")
 
     def number(self) -> Any:
-        return json.loads(self.expect("num").text)
+        t = self.expect("num")
+        try:
+            return orjson.loads(t.text)  # strict: 1e999 (infinity) is refused
+        except orjson.JSONDecodeError:
+            raise RuleError(f"text[{t.pos}]: {t.text} is not a finite number") from None
 
     def string(self) -> str:
         t = self.expect("str")
         try:
-            value = json.loads(t.text)
-        except ValueError:
+            value = orjson.loads(t.text)  # strict: no lone surrogates ("\\udc00")
+        except orjson.JSONDecodeError:
             raise RuleError(f"text[{t.pos}]: {t.text} is not a valid string") from None
         assert isinstance(value, str)
         return value

@@ -23,6 +23,9 @@ DURATION_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhdw])$")
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 #: Longest anniversary look-ahead (a year, leap or not).
 MAX_ANNIVERSARY_DAYS = 366
+#: Deepest nesting of all/any/not a rule may have (a JSON path names the offender):
+#: rules are walked recursively when compiled and explained.
+MAX_DEPTH = 24
 
 _NODE_KEYS = ("all", "any", "not", "const", "segment", "bucket", "ratio", "attr")
 _LEAF_FIELDS = {
@@ -58,6 +61,8 @@ class _Parser:
         self.known = known_segments
 
     def node(self, rule: Any, path: str) -> n.Node:
+        if path.count("[") + path.count(".not") > MAX_DEPTH:
+            raise RuleError(f"{path}: rules nest at most {MAX_DEPTH} groups deep")
         if not isinstance(rule, Mapping):
             raise RuleError(f"{path}: a rule must be an object, not {show(rule)}")
         kinds = [k for k in _NODE_KEYS if k in rule]

@@ -16,10 +16,30 @@ from segserver.catalogue.campaigns import ItemService, check_policy
 from segserver.catalogue.runtime import Runtime, SiteContext
 from segserver.catalogue.segments import Segment, SegmentService
 from segserver.catalogue.sites import Site, SiteService
+from segserver.catalogue.triggers import TriggerService
 from segserver.errors import ConflictError, NotFoundError, ValidationError
 from segserver.jobs.recompute import Recomputer
 from segserver.storage.catalogue import CatalogueStore
 from segserver.storage.profiles import ProfileStore
+
+
+def references(kind: str, item: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(field path, kind, id) of every catalogue item a checked placement, content or
+    campaign refers to."""
+    out: list[tuple[str, str, str]] = []
+    if kind == "placement" and item.get("default_content"):
+        out.append(("default_content", "content", item["default_content"]))
+    elif kind == "content" and item.get("payload", {}).get("segment"):
+        out.append(("payload.segment", "segment", item["payload"]["segment"]))
+    elif kind == "campaign":
+        out.append(("placement", "placement", item["placement"]))
+        for side in ("include", "exclude"):
+            out += [(f"audience.{side}[{i}]", "segment", s)
+                    for i, s in enumerate(item["audience"][side])]  # fmt: skip
+        out += [(f"variants[{i}].content", "content", v["content"])
+                for i, v in enumerate(item["variants"])]  # fmt: skip
+    return out
+
 
 SEGMENT_FIELDS = ("name", "description", "tags", "type", "status", "priority", "rule", "salt")
 
@@ -41,6 +61,7 @@ class Edits:
     catalogue: CatalogueStore
     recomputer: Recomputer
     profiles: ProfileStore
+    triggers: TriggerService
 
     # --- sites ---------------------------------------------------------------------------
 
@@ -62,6 +83,11 @@ class Edits:
 
     async def rotate_key(self, site_id: str) -> Site:
         site = await self.sites.rotate_key(site_id)
+        self.runtime.forget(site.id)
+        return site
+
+    async def rotate_server_key(self, site_id: str) -> Site:
+        site = await self.sites.rotate_server_key(site_id)
         self.runtime.forget(site.id)
         return site
 
@@ -109,6 +135,8 @@ class Edits:
                                          "version": body.get("version")}, at)  # fmt: skip
 
     async def delete_segment(self, site_id: str, sid: str) -> None:
+        await self.segments.get(site_id, sid)  # 404 first
+        await self._refused_if_used(site_id, "segment", sid)
         await self.segments.delete(site_id, sid)
         self.runtime.forget(site_id)
 
@@ -145,16 +173,63 @@ class Edits:
 
     async def create_item(self, kind: str, site_id: str, body: Any) -> dict[str, Any]:
         site = (await self.runtime.get(site_id)).site.id
+        await self._check_references(site, kind, self.items[kind].check(body))
         item = await self.items[kind].create(site, body)
         self.runtime.forget(site)
         return item
 
     async def update_item(self, kind: str, site_id: str, item_id: str, body: Any
                           ) -> dict[str, Any]:  # fmt: skip
-        item = await self.items[kind].update(site_id, item_id, body)
-        self.runtime.forget(site_id)
+        site = (await self.runtime.get(site_id)).site.id
+        old = await self.items[kind].get(site, item_id)
+        merged = {k: v for k, v in old.items() if k not in ("version", "created_at",
+                                                            "updated_at")}  # fmt: skip
+        if isinstance(body, dict):
+            merged.update({k: v for k, v in body.items() if k != "version"})
+            await self._check_references(site, kind, self.items[kind].check(merged))
+        item = await self.items[kind].update(site, item_id, body)
+        self.runtime.forget(site)
         return item
 
     async def delete_item(self, kind: str, site_id: str, item_id: str) -> None:
-        await self.items[kind].delete(site_id, item_id)
-        self.runtime.forget(site_id)
+        site = (await self.runtime.get(site_id)).site.id
+        await self.items[kind].get(site, item_id)  # 404 first
+        await self._refused_if_used(site, kind, item_id)
+        await self.items[kind].delete(site, item_id)
+        self.runtime.forget(site)
+
+    # --- referential integrity -----------------------------------------------------------
+
+    async def _exists(self, site: str, kind: str, item_id: str) -> bool:
+        try:
+            if kind == "segment":
+                await self.segments.get(site, item_id)
+            else:
+                await self.items[kind].get(site, item_id)
+        except NotFoundError:
+            return False
+        return True
+
+    async def _check_references(self, site: str, kind: str, data: dict[str, Any]) -> None:
+        """Every catalogue item a placement, content or campaign names must exist
+        (a campaign pointing nowhere would silently stop serving): 400 naming the field."""
+        for path, ref_kind, ref in references(kind, data):
+            if not await self._exists(site, ref_kind, ref):
+                raise ValidationError(f"{path}: {ref_kind} {ref!r} does not exist",
+                                      code="unknown_reference")  # fmt: skip
+
+    async def _refused_if_used(self, site: str, kind: str, item_id: str) -> None:
+        """409 naming every item that refers to `item_id` (segments that refer to a
+        segment are checked by SegmentService.delete)."""
+        users = []
+        for user_kind in ("placement", "content", "campaign"):
+            for item in await self.items[user_kind].all(site):
+                if any(rk == kind and ref == item_id
+                       for _, rk, ref in references(user_kind, item)):  # fmt: skip
+                    users.append(f"{user_kind} {item['id']!r}")
+        if kind == "segment":
+            users += [f"trigger {t.id!r}" for t in await self.triggers.list_all(site)
+                      if item_id in t.segments]  # fmt: skip
+        if users:
+            raise ConflictError(f"{kind} {item_id!r} is used by {', '.join(users)}",
+                                code="in_use", details={"used_by": users})  # fmt: skip

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from segserver.catalogue.runtime import SiteContext
-from segserver.errors import ValidationError
+from segserver.errors import ForbiddenError, ValidationError
 from segserver.flows.after_events import AfterEvents
 from segserver.metrics import Metrics
+from segserver.profile.events import SERVER_KEY_REQUIRED
 from segserver.profile.ingest import REJECTED, Ingestor
 
 
@@ -42,14 +43,19 @@ class Events:
             raise ValidationError("events: empty")
         return events
 
-    async def ingest(self, ctx: SiteContext, events: list[Any], now: float) -> EventsAnswer:
-        prepared = self.ingestor.prepare(ctx.data, events, now)
+    async def ingest(self, ctx: SiteContext, events: list[Any], now: float, *,
+                     trusted: bool) -> EventsAnswer:  # fmt: skip
+        """Store the valid events (`trusted`: the caller holds the site's server key)."""
+        prepared = self.ingestor.prepare(ctx.data, events, now, trusted=trusted)
         results = prepared.results
         if all(r.status == REJECTED for r in results) and results[0].error is not None:
-            # nothing in the request was usable: a plain 400 naming the (first) field
+            # nothing in the request was usable: a plain 400 naming the (first) field,
+            # 403 when every event was a trusted type sent with the public key
             first = results[0].error
-            raise ValidationError(first.message, code=first.code,
-                                  details={"results": [r.to_json() for r in results]})  # fmt: skip
+            details = {"results": [r.to_json() for r in results]}
+            if all(r.error is not None and r.error.code == SERVER_KEY_REQUIRED for r in results):
+                raise ForbiddenError(first.message, code=SERVER_KEY_REQUIRED, details=details)
+            raise ValidationError(first.message, code=first.code, details=details)
         result = await self.ingestor.store(ctx.data, prepared, now)
         for r in result.results:
             self.metrics.events.labels(r.status).inc()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,13 +30,14 @@ from segserver.flows.after_events import AfterEvents, log
 from segserver.logs import Throttled
 from segserver.membership import Evaluation
 from segserver.metrics import Metrics
-from segserver.profile.identity import check_visitor_id
+from segserver.profile.identity import check_site_id, check_visitor_id
 from segserver.profile.ingest import NOT_STORED, PENDING, REJECTED, Ingestor, Prepared
 from segserver.recommend import Recommender
 from segserver.results import HOLDOUT
 from segserver.storage.finish import Finish, Serve
 
 MAX_PLACEMENTS = 20
+_PLACEMENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # catalogue.campaigns.SLUG
 _FIELDS = frozenset({"visitor_id", "events", "placements", "explain", "site"})
 
 
@@ -55,18 +57,23 @@ class PageViewRequest:
         if unknown:
             raise ValidationError(f"{sorted(unknown)[0]}: unknown field")
         vid = check_visitor_id(body.get("visitor_id"))
-        events = body.get("events") or []
+        events = body.get("events")
+        events = [] if events is None else events
         if not isinstance(events, list):
             raise ValidationError("events: must be a list of events")
         if len(events) > max_events:
             raise ValidationError(f"events: more than {max_events} events", code="too_many_events")
-        placements = body.get("placements") or []
-        if (
-            not isinstance(placements, list)
-            or len(placements) > MAX_PLACEMENTS
-            or not all(isinstance(p, str) and 0 < len(p) <= 64 for p in placements)
-        ):
+        placements = body.get("placements")
+        placements = [] if placements is None else placements
+        if not isinstance(placements, list) or len(placements) > MAX_PLACEMENTS:
             raise ValidationError(f"placements: must be a list of at most {MAX_PLACEMENTS} ids")
+        for i, p in enumerate(placements):
+            if not isinstance(p, str) or not _PLACEMENT.fullmatch(p):
+                raise ValidationError(f"placements[{i}]: must be a placement id: 1-64 of "
+                                      "a-z 0-9 _ - (starting a-z0-9)")  # fmt: skip
+        site = body.get("site")
+        if site is not None:
+            check_site_id(site, "site")
         explain_ = body.get("explain", False)
         if not isinstance(explain_, bool):
             raise ValidationError("explain: must be true or false")
@@ -117,11 +124,15 @@ class PageViews:
     metrics: Metrics
     budget_seconds: float
     token_secret: bytes
+    token_ttl: float = d.TOKEN_TTL
     _log: Throttled = field(default_factory=lambda: Throttled(log))
 
     async def handle(self, ctx: SiteContext, req: PageViewRequest, now: float,
-                     may_explain: bool) -> PageViewAnswer:  # fmt: skip
-        prepared = self.ingestor.prepare(ctx.data, req.events, now, visitor_id=req.visitor_id)
+                     may_explain: bool, *, trusted: bool = False) -> PageViewAnswer:  # fmt: skip
+        """The page view. `trusted`: the caller holds the site's server key (a shop's back
+        end rendering the page), so trusted event types (purchase, identify ...) count."""
+        prepared = self.ingestor.prepare(ctx.data, req.events, now, visitor_id=req.visitor_id,
+                                         trusted=trusted)  # fmt: skip
         progress = _Progress()
         try:
             async with asyncio.timeout(self.budget_seconds):
@@ -182,7 +193,8 @@ class PageViews:
             if dec is None:
                 decisions[pid] = _default(ctx, pid)
             else:
-                token = d.make_token(self.token_secret, ctx.site.id, dec, req.visitor_id, now)
+                token = d.make_token(self.token_secret, ctx.site.id, dec, req.visitor_id, now,
+                                     self.token_ttl)  # fmt: skip
                 decisions[pid] = Placed(dec.campaign, dec.variant, _content(ctx, dec.content),
                                         token)  # fmt: skip
         await self._add_products(ctx, req.visitor_id, decisions, now)

@@ -18,12 +18,16 @@ from typing import Any
 
 from aiohttp import web
 
+from segserver.api import analytics as m
+from segserver.api import validate
+from segserver.auth import Role
 from segserver.catalogue.analytics import SegmentAnalytics, compile_expression, usable
 from segserver.catalogue.runtime import SiteContext
 from segserver.errors import ConflictError, ValidationError
 from segserver.http.keys import CLOCK, SERVICES
+from segserver.http.middlewares import require
 from segserver.http.ops import LOOPS
-from segserver.http.request import json_body, json_response, now
+from segserver.http.request import body_of, json_body, json_response, now
 from segserver.jobs.history import DAY
 from segserver.profile.identity import check_visitor_id
 from segserver.wiring import Services
@@ -92,7 +96,7 @@ async def preview(request: web.Request) -> web.Response:
     """`{"rule": {...}, "sample_size"?: n, "seed"?: n}` → count and 20 sample ids;
     exact up to `sample_size` visitors, else an estimate with a 95 % interval."""
     _, ctx, analytics = await _context(request)
-    body = await json_body(request)
+    body = await body_of(request, m.PreviewIn)
     if not isinstance(body, dict) or "rule" not in body:
         raise ValidationError("rule: required (the draft rule)")
     unknown = set(body) - {"rule", "sample_size", "seed"}
@@ -109,8 +113,10 @@ async def preview(request: web.Request) -> web.Response:
 async def query(request: web.Request) -> web.Response:
     """`{"expression": <expr>, "save_as"?: {"id", "name"}}` → count and sample; with
     save_as the result becomes a new static segment."""
+    body = await body_of(request, m.QueryIn)
+    if isinstance(body, dict) and "save_as" in body:
+        require(request, Role.EDITOR)  # saving writes a segment; counting only reads
     services, ctx, analytics = await _context(request)
-    body = await json_body(request)
     if not isinstance(body, dict) or "expression" not in body:
         raise ValidationError("expression: required")
     unknown = set(body) - {"expression", "save_as"}
@@ -135,7 +141,7 @@ async def query(request: web.Request) -> web.Response:
 async def overlap(request: web.Request) -> web.Response:
     """`{"ids": [up to 50 segment ids]}` → `matrix[i][j]`: visitors in both."""
     _, ctx, analytics = await _context(request)
-    body = await json_body(request)
+    body = await body_of(request, m.OverlapIn)
     if not isinstance(body, dict):
         raise ValidationError("ids: required (a list of segment ids)")
     started = time.perf_counter()
@@ -169,6 +175,8 @@ async def upload(request: web.Request) -> web.Response:
                             "segment", code="not_static")  # fmt: skip
     raw = await request.read()
     body = None if request.content_type == "text/csv" else await json_body(request)
+    if body is not None and not isinstance(body, list):
+        validate(m.MembersIn, body)
     ids, mode = _uploaded_ids(raw, request.content_type, body)
     mode = mode if mode is not None else request.query.get("mode", "replace")
     if mode not in ("replace", "add"):
@@ -188,7 +196,7 @@ async def freeze(request: web.Request) -> web.Response:
     `{segment}` now (its stored bitmaps as read at this moment)."""
     services, ctx, analytics = await _context(request)
     source = usable(ctx, request.match_info["segment"], "segment")
-    spec = await json_body(request)
+    spec = await body_of(request, m.StaticSpec)
     at = now(request)
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
     seg = await services.edits.create_static(ctx, spec, "body",

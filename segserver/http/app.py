@@ -17,6 +17,7 @@ from segserver.http import (
     decisions_routes,
     demo_routes,
     jobs_routes,
+    openapi,
     ops,
     public,
     results_routes,
@@ -67,6 +68,30 @@ async def _loops_ctx(app: web.Application) -> AsyncIterator[None]:
     probe.stop()
 
 
+async def _sweep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Clean-up after profiles that expired by TTL, in the background."""
+    per_second = app[SETTINGS].expired_sweep_per_second
+    if per_second <= 0:
+        yield
+        return
+    sweep, clock, loops = app[SERVICES].sweep, app[CLOCK], app[ops.LOOPS]
+    loops.start("sweep", lambda: sweep.run_round(clock, per_second), pause=1.0)
+    yield
+    await loops.stop("sweep")
+
+
+async def _quota_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Site-wide quotas: this process' counts synced with Redis in the background."""
+    interval = app[SETTINGS].quota_sync_seconds
+    if interval <= 0:
+        yield
+        return
+    sync, clock, loops = app[SERVICES].quota_sync, app[CLOCK], app[ops.LOOPS]
+    loops.start("quotas", lambda: sync.run_round(clock), pause=interval)
+    yield
+    await loops.stop("quotas")
+
+
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     """Exact expiry in the background of every server process."""
     interval = app[SETTINGS].expiry_interval_seconds
@@ -94,9 +119,12 @@ def create_app(
     app.cleanup_ctx.append(_services_ctx)
     app.cleanup_ctx.append(_loops_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
+    app.cleanup_ctx.append(_quota_ctx)
+    app.cleanup_ctx.append(_sweep_ctx)
     app.cleanup_ctx.append(analytics_routes.history_ctx)
     app.cleanup_ctx.append(triggers_routes.triggers_ctx)
     app.add_routes(ops.routes)
+    app.add_routes(openapi.routes)
     app.add_routes(public.routes)
     app.add_routes(admin.routes)
     app.add_routes(segments_routes.routes)

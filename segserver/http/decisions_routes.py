@@ -4,17 +4,26 @@ Each handler parses, calls one flow and serialises."""
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import BaseModel
 
+from segserver.api import catalogue as m
+from segserver.api import sites as ms
 from segserver.http.keys import SERVICES
-from segserver.http.request import json_body, json_response
+from segserver.http.request import body_of, json_response
 from segserver.storage.models import ITEM_KINDS
 
 routes = web.RouteTableDef()
 PLURALS = {"placement": "placements", "content": "content", "campaign": "campaigns"}
+MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "placement": (m.PlacementIn, m.PlacementPatch),
+    "content": (m.ContentIn, m.ContentPatch),
+    "campaign": (m.CampaignIn, m.CampaignPatch),
+}
 
 
 def _item_routes(kind: str, plural: str) -> None:
     base = f"/v1/admin/sites/{{site}}/{plural}"
+    new, patch = MODELS[kind]
 
     async def list_(request: web.Request) -> web.Response:
         services = request.app[SERVICES]
@@ -23,7 +32,8 @@ def _item_routes(kind: str, plural: str) -> None:
 
     async def create(request: web.Request) -> web.Response:
         edits = request.app[SERVICES].edits
-        item = await edits.create_item(kind, request.match_info["site"], await json_body(request))
+        item = await edits.create_item(kind, request.match_info["site"],
+                                       await body_of(request, new))  # fmt: skip
         return json_response(item, status=201)
 
     async def get(request: web.Request) -> web.Response:
@@ -34,7 +44,7 @@ def _item_routes(kind: str, plural: str) -> None:
     async def update(request: web.Request) -> web.Response:
         edits = request.app[SERVICES].edits
         item = await edits.update_item(kind, request.match_info["site"], request.match_info["id"],
-                                       await json_body(request))  # fmt: skip
+                                       await body_of(request, patch))  # fmt: skip
         return json_response(item)
 
     async def delete(request: web.Request) -> web.Response:
@@ -66,4 +76,4 @@ async def put_policy(request: web.Request) -> web.Response:
     """The site-wide policy: `{interruptive_per_session, interruptive_per_day, holdout}`."""
     edits = request.app[SERVICES].edits
     return json_response(await edits.put_policy(request.match_info["site"],
-                                                await json_body(request)))  # fmt: skip
+                                                await body_of(request, ms.PolicyIn)))  # fmt: skip

@@ -1,6 +1,9 @@
-"""The demo shop at /demo: static pages from segserver/demo/shop/ and /demo/config.js,
+"""The demo shop at /demo: static pages from segserver/demo/shop/, /demo/config.js,
 which hands the page the demo site's public key (the site is created by
-`segserver serve --demo`, so its key is only known at run time)."""
+`segserver serve --demo`, so its key is only known at run time), and /demo/checkout,
+the demo shop's "back end": a purchase is a trusted event (docs/security.md), so the
+page cannot send it with the public key; a real shop sends it from its server with
+the server key after checking the order, this demo takes the page's word."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ from pathlib import Path
 from aiohttp import web
 
 from segserver.demo import DEMO_SITE
-from segserver.errors import NotFoundError
+from segserver.errors import NotFoundError, ValidationError
 from segserver.http.keys import SERVICES
+from segserver.http.request import json_body, json_response, now
 
 SHOP_DIR = Path(__file__).resolve().parent.parent / "demo" / "shop"
 _FILE = re.compile(r"[a-z][a-z0-9_-]{0,40}\.(html|css|js)")
@@ -47,6 +51,24 @@ async def demo_config(request: web.Request) -> web.Response:
     body = f"window.segserverDemo = {json.dumps({'siteKey': key, 'endpoint': origin})};\n"
     return web.Response(text=body, content_type="text/javascript",
                         headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+@routes.post("/demo/checkout")
+async def demo_checkout(request: web.Request) -> web.Response:
+    """`{visitor_id, value, order_id, items}` → the purchase, stored as the shop's back
+    end would store it (202 with the event's result)."""
+    services = request.app[SERVICES]
+    body = await json_body(request)
+    if not isinstance(body, dict) or set(body) - {"visitor_id", "value", "order_id", "items"}:
+        raise ValidationError("body: {visitor_id, value, order_id, items}")
+    ctx = await services.runtime.get(DEMO_SITE)
+    event = {
+        "visitor_id": body.get("visitor_id"),
+        "type": "purchase",
+        "properties": {k: body[k] for k in ("value", "order_id", "items") if k in body},
+    }
+    answer = await services.events.ingest(ctx, [event], now(request), trusted=True)
+    return json_response(answer.to_json(), status=202)
 
 
 @routes.get("/demo/{name}")

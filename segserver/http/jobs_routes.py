@@ -6,9 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
+from segserver.api.analytics import JobIn
 from segserver.errors import ValidationError
 from segserver.http.keys import SERVICES
-from segserver.http.request import json_body, json_response, now
+from segserver.http.request import body_of, json_response, now
 
 routes = web.RouteTableDef()
 BASE = "/v1/admin/sites/{site}/jobs"
@@ -25,7 +26,7 @@ async def create(request: web.Request) -> web.Response:
     """`{"kind": "recompute"}` → 202 with the job."""
     services = request.app[SERVICES]
     ctx = await services.runtime.get(request.match_info["site"])
-    body = await json_body(request)
+    body = await body_of(request, JobIn)
     if not isinstance(body, dict) or body.get("kind") != "recompute":
         raise ValidationError('kind: must be "recompute"')
     job = await services.edits.recompute(ctx.site.id, now(request), "recompute")

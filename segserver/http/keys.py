@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from segserver.auth import Principal
 from segserver.config import Settings
 from segserver.wiring import Services
 
@@ -16,3 +17,7 @@ REDIS_URL = web.AppKey("redis_url", str)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 # Per request: the Origin the site allowed (set by http.request.site_of), echoed by CORS.
 CORS_ORIGIN = web.RequestKey("cors_origin", str)
+# Per request: the admin caller (set by the admin middleware), and whether a public
+# request carries the site's server key (set by http.request.site_of).
+PRINCIPAL = web.RequestKey("principal", Principal)
+TRUSTED = web.RequestKey("trusted", bool)

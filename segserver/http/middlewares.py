@@ -1,5 +1,6 @@
 """The only place that turns errors into status codes, always as
-`{"error": {"code", "message"}}`; admin authentication; CORS for the public API."""
+`{"error": {"code", "message"}}`; admin authentication and roles (the role each
+operation needs is in segserver.http.operations); CORS for the public API."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from segserver import errors
-from segserver.http.keys import CORS_ORIGIN, SERVICES, SETTINGS
+from segserver import auth, errors
+from segserver.auth import Principal, Role
+from segserver.http.keys import CORS_ORIGIN, PRINCIPAL, SERVICES, SETTINGS
+from segserver.http.operations import BY_ROUTE
 
 log = logging.getLogger("segserver.http")
 
@@ -25,6 +28,7 @@ _STATUS: list[tuple[type[errors.SegserverError], int]] = [
     (errors.ForbiddenError, 403),
     (errors.NotFoundError, 404),
     (errors.ConflictError, 409),
+    (errors.RateLimited, 429),
     (errors.StorageError, 503),
 ]
 _HTTP_CODES = {
@@ -35,16 +39,17 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "body_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
 }
 
 
-def error_response(status: int, code: str, message: str, details: object = None) -> web.Response:
+def error_response(status: int, code: str, message: str, details: object = None,
+                   headers: dict[str, str] | None = None) -> web.Response:  # fmt: skip
     body: dict[str, object] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
-    return web.Response(
-        status=status, body=orjson.dumps({"error": body}), content_type="application/json"
-    )
+    return web.Response(status=status, body=orjson.dumps({"error": body}),
+                        content_type="application/json", headers=headers)  # fmt: skip
 
 
 def status_of(exc: errors.SegserverError) -> int:
@@ -65,7 +70,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(exc, errors.StorageError) and (services := request.app.get(SERVICES)):
             kind = "timeout" if isinstance(exc, errors.StorageTimeout) else "error"
             services.metrics.redis_errors.labels(kind).inc()
-        return error_response(status, exc.code, exc.message, exc.details)
+        headers = None
+        if isinstance(exc, errors.RateLimited):
+            headers = {"Retry-After": str(exc.retry_after)}
+        return error_response(status, exc.code, exc.message, exc.details, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -74,7 +82,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error_response(
                 413, "body_too_large", f"request body is larger than {limit} bytes"
             )
-        return error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+        kept = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason,
+                              headers=kept or None)  # fmt: skip
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")
@@ -103,32 +113,59 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def admin_auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Everything under /v1/admin/ needs `Authorization: Bearer <admin token>`."""
+    """Everything under /v1/admin/ needs `Authorization: Bearer <admin token>` whose
+    role on the path's site is at least what the operation needs (operations.py);
+    a site's token never reaches another site."""
     if request.path.startswith("/v1/admin/") or request.path == "/v1/admin":
-        check_admin(request)
+        principal = await authenticate(request)
+        request[PRINCIPAL] = principal
+        resource = request.match_info.route.resource
+        if resource is not None:
+            method = "GET" if request.method == "HEAD" else request.method
+            op = BY_ROUTE.get((method, resource.canonical))
+            need = op.access if op is not None and isinstance(op.access, Role) else Role.ROOT
+            require(request, need)
     return await handler(request)
 
 
-def is_admin(request: web.Request) -> bool:
-    token = request.app[SETTINGS].admin_token
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if not token or scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-def check_admin(request: web.Request) -> None:
-    if not request.headers.get("Authorization"):
+async def authenticate(request: web.Request) -> Principal:
+    header = request.headers.get("Authorization")
+    if not header:
         raise errors.AuthError(
             "admin API: missing Authorization: Bearer <admin token>", code="missing_admin_token"
         )
-    if not is_admin(request):
+    token = auth.bearer(header)
+    principal = None if token is None else await request.app[SERVICES].tokens.verify(token)
+    if principal is None:
         raise errors.AuthError("admin API: wrong admin token", code="invalid_admin_token")
+    return principal
+
+
+def require(request: web.Request, role: Role) -> Principal:
+    """The caller, if it may act with `role` on the path's site; 403 otherwise."""
+    principal = request[PRINCIPAL]
+    site = request.match_info.get("site")
+    if not principal.may(role, site):
+        where = f"site {site!r}" if site else "every site (the root token)"
+        have = "root" if principal.role is Role.ROOT else (
+            f"a {principal.role.label} token of site {principal.site!r}")  # fmt: skip
+        raise errors.ForbiddenError(f"admin API: this needs the {role.label} role on {where}; "
+                                    f"the token is {have}", code="insufficient_role")  # fmt: skip
+    return principal
+
+
+def is_root(request: web.Request) -> bool:
+    """Does the request carry the root admin token (settings.admin_token)?"""
+    token = request.app[SETTINGS].admin_token
+    given = auth.bearer(request.headers.get("Authorization", ""))
+    return bool(token) and given is not None and hmac.compare_digest(given.encode(),
+                                                                     token.encode())  # fmt: skip
 
 
 _PUBLIC_PREFIXES = ("/v1/context", "/v1/events", "/v1/visitors/")
 CORS_HEADERS = "Content-Type, X-Segserver-Key"
+# an over-quota answer's Retry-After is readable by the page
+EXPOSED_HEADERS = "Retry-After"
 
 
 @web.middleware
@@ -157,5 +194,6 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         allowed = origin
     if public and allowed:
         response.headers["Access-Control-Allow-Origin"] = allowed
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
         response.headers["Vary"] = "Origin"
     return response

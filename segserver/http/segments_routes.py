@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from segserver.catalogue.segments import list_segments
+from segserver.api import catalogue as m
+from segserver.catalogue.segments import STATUSES, TYPES, list_segments
 from segserver.errors import ValidationError
 from segserver.http.keys import SERVICES
-from segserver.http.request import json_body, json_response, now
+from segserver.http.request import body_of, json_response, now
 
 routes = web.RouteTableDef()
 BASE = "/v1/admin/sites/{site}/segments"
+# {segment} never matches the words of the segment-wide operations (POST .../preview)
+ONE = BASE + "/{segment:(?!(?:preview|query|overlap)$)[^{}/]+}"
 
 
 def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -32,6 +35,9 @@ async def list_(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     ctx = await services.runtime.get(request.match_info["site"])
     q = request.query
+    for name, allowed in (("status", STATUSES), ("type", TYPES)):
+        if name in q and q[name] not in allowed:
+            raise ValidationError(f"{name}: must be one of {', '.join(allowed)}")
     page, per_page = _int(request, "page", 1, 1, 100_000), _int(request, "per_page", 50, 1, 500)
     found, total = list_segments(
         await services.segments.all(ctx.site.id), q=q.get("q"), status=q.get("status"),
@@ -45,29 +51,30 @@ async def list_(request: web.Request) -> web.Response:
 @routes.post(BASE)
 async def create(request: web.Request) -> web.Response:
     edits = request.app[SERVICES].edits
-    out = await edits.create_segment(request.match_info["site"], await json_body(request),
-                                     now(request))  # fmt: skip
+    body = await body_of(request, m.SegmentCreate)
+    out = await edits.create_segment(request.match_info["site"], body, now(request))
     return json_response(out, status=201)
 
 
-@routes.get(BASE + "/{segment}")
+@routes.get(ONE)
 async def get(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     seg = await services.segments.get(request.match_info["site"], request.match_info["segment"])
     return json_response(seg.to_json())
 
 
-@routes.put(BASE + "/{segment}")
-@routes.patch(BASE + "/{segment}")
+@routes.put(ONE)
+@routes.patch(ONE)
 async def update(request: web.Request) -> web.Response:
     """Change a segment. The body carries `version`, the version the editor saw."""
     edits = request.app[SERVICES].edits
     out = await edits.update_segment(request.match_info["site"], request.match_info["segment"],
-                                     await json_body(request), now(request))  # fmt: skip
+                                     await body_of(request, m.SegmentUpdate),
+                                     now(request))  # fmt: skip
     return json_response(out)
 
 
-@routes.delete(BASE + "/{segment}")
+@routes.delete(ONE)
 async def delete(request: web.Request) -> web.Response:
     edits = request.app[SERVICES].edits
     await edits.delete_segment(request.match_info["site"], request.match_info["segment"])
@@ -89,5 +96,6 @@ async def rollback(request: web.Request) -> web.Response:
     the newest version (history is kept, never rewritten)."""
     edits = request.app[SERVICES].edits
     out = await edits.rollback_segment(request.match_info["site"], request.match_info["segment"],
-                                       await json_body(request), now(request))  # fmt: skip
+                                       await body_of(request, m.Rollback),
+                                       now(request))  # fmt: skip
     return json_response(out)

@@ -9,10 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
+from segserver.api import analytics as m
+from segserver.api import validate
 from segserver.errors import ValidationError
 from segserver.http.keys import SERVICES
 from segserver.http.ops import LOOPS
-from segserver.http.request import json_body, json_response, now
+from segserver.http.request import body_of, json_response, now, parse_json
 
 #: Set to False before start-up to keep the runner from looping in the background
 #: (tests then step it with `app[SERVICES].trigger_runner.run_once(now)`).
@@ -46,12 +48,19 @@ async def _site(request: web.Request) -> str:
     return site.id
 
 
+async def _networks(request: web.Request) -> list[str]:
+    """The internal networks the site allow-lists for webhooks."""
+    site = await request.app[SERVICES].sites.get(request.match_info["site"])
+    return [str(n) for n in site.options.get("webhook_networks") or []]
+
+
 @routes.post(_BASE)
 async def create_trigger(request: web.Request) -> web.Response:
     """→ 201 with the subscription and its `secret` (shown this once)."""
     site = await _site(request)
-    body = await json_body(request)
-    sub = await request.app[SERVICES].triggers.create(site, body, now(request))
+    body = await body_of(request, m.TriggerIn)
+    sub = await request.app[SERVICES].triggers.create(site, body, now(request),
+                                                      await _networks(request))  # fmt: skip
     return json_response(sub.to_json(with_secret=True), status=201)
 
 
@@ -79,7 +88,9 @@ async def redrive_dead_letters(request: web.Request) -> web.Response:
     """`{ids?: [delivery id], subscription?: id}` (empty body or `{}`: all) → how
     many were scheduled for delivery now, with a fresh set of retries."""
     site = await _site(request)
-    body: Any = await json_body(request) if await request.read() else {}
+    raw = await request.read()
+    body: Any = parse_json(raw) if raw else {}
+    validate(m.RedriveIn, body)
     if not isinstance(body, dict):
         raise ValidationError("body: must be an object")
     unknown = set(body) - {"ids", "subscription"}
@@ -95,25 +106,25 @@ async def redrive_dead_letters(request: web.Request) -> web.Response:
     return json_response({"redriven": count})
 
 
-@routes.get(_BASE + "/{id}")
+@routes.get(_BASE + "/{id:tr_[0-9a-f]{16}}")
 async def get_trigger(request: web.Request) -> web.Response:
     site = await _site(request)
     sub = await request.app[SERVICES].triggers.get(site, request.match_info["id"])
     return json_response(sub.to_json())
 
 
-@routes.patch(_BASE + "/{id}")
+@routes.patch(_BASE + "/{id:tr_[0-9a-f]{16}}")
 async def update_trigger(request: web.Request) -> web.Response:
     """`{url?, segments?, changes?, active?, version?}`; a stale `version` is 409."""
     site = await _site(request)
-    body = await json_body(request)
+    body = await body_of(request, m.TriggerPatch)
     sub = await request.app[SERVICES].triggers.update(
-        site, request.match_info["id"], body, now(request)
+        site, request.match_info["id"], body, now(request), await _networks(request)
     )
     return json_response(sub.to_json())
 
 
-@routes.delete(_BASE + "/{id}")
+@routes.delete(_BASE + "/{id:tr_[0-9a-f]{16}}")
 async def delete_trigger(request: web.Request) -> web.Response:
     site = await _site(request)
     await request.app[SERVICES].triggers.delete(site, request.match_info["id"])

@@ -18,14 +18,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import os
 import random
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -36,14 +37,30 @@ from segserver.storage.client import Client
 from segserver.storage.keys import Keys
 from segserver.storage.models import Records
 
+log = logging.getLogger("segserver.triggers")
+
+DELIVERY_FAILED = "delivery failed: no 2xx answer"
+#: Exits of erased and expired visitors: deleted from the stream once handed over.
+FORGET_CAUSES = frozenset({"erase", "expired"})
 SIGNATURE_HEADER = "X-Segserver-Signature"
 TIMESTAMP_HEADER = "X-Segserver-Timestamp"
 IDEMPOTENCY_HEADER = "X-Segserver-Idempotency-Key"
 ATTEMPT_HEADER = "X-Segserver-Attempt"
 
-#: POST `body` to `url` with `headers`, giving up after `timeout` seconds; returns
-#: the status code, raises SendError when no status came back.
-Sender = Callable[[str, bytes, Mapping[str, str], float], Awaitable[int]]
+
+class Sender(Protocol):
+    """POST `body` to `url` with `headers`, giving up after `timeout` seconds; returns
+    the status code, raises SendError when no status came back. `networks`: internal
+    networks (CIDR) the site allow-lists; every other internal address is refused."""
+
+    def __call__(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: float,
+        networks: Sequence[str] = ...,
+    ) -> Awaitable[int]: ...
 
 
 class SendError(SegserverError):
@@ -92,9 +109,11 @@ class TriggerOptions:
         return cls(**given)
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The signature header's value: `sha256=<hex HMAC-SHA256 of the raw body>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header's value: `sha256=<hex HMAC-SHA256 of "<timestamp>." + the
+    raw body>`, so a captured delivery cannot be replayed with a fresh timestamp."""
+    signed = timestamp.encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 def backoff(options: TriggerOptions, retry: int, rand: float) -> float:
@@ -177,6 +196,9 @@ class TriggerRunner:
     #: called after every delivery attempt: a round waiting on slow receivers (up to
     #: `timeout_seconds` each) is making progress, not stuck (segserver.jobs.loop)
     progress: Callable[[], None] = lambda: None
+    #: the internal networks a site allow-lists for its webhooks (site option
+    #: `webhook_networks`); None: none anywhere
+    networks_of: Callable[[str], Awaitable[Sequence[str]]] | None = None
 
     def __post_init__(self) -> None:
         self._limit = asyncio.Semaphore(self.options.concurrency)
@@ -224,7 +246,8 @@ class TriggerRunner:
         await asyncio.gather(*jobs)
         for read in reads:
             done = [c.entry for c in read.entries] + read.malformed
-            await self.store.ack(site, read.shard, done)
+            gone = [c.entry for c in read.entries if c.cause in FORGET_CAUSES]
+            await self.store.ack(site, read.shard, done, gone)
 
     async def _deliver(
         self, sub: Subscription, delivery: Delivery, now: float, stats: RunStats, retry: bool
@@ -234,6 +257,13 @@ class TriggerRunner:
         self.progress()
         if ok:
             stats.delivered += 1
+            if retry:
+                await self.store.finish(delivery.site, delivery.id)
+        elif delivery.attempts > self.options.retries and _forget(delivery):
+            # an erased or expired visitor's exit: never kept as a dead letter naming it
+            stats.dead += 1
+            log.warning("delivery %s (an erasure or expiry exit) failed every retry; "
+                        "dropped", delivery.id)  # fmt: skip
             if retry:
                 await self.store.finish(delivery.site, delivery.id)
         elif delivery.attempts > self.options.retries:
@@ -253,23 +283,37 @@ class TriggerRunner:
     async def _attempt(self, sub: Subscription, delivery: Delivery, now: float) -> bool:
         delivery.attempts += 1
         body = delivery.body.encode()
+        stamp = str(int(now))
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(sub.secret, body),
-            TIMESTAMP_HEADER: str(int(now)),
+            SIGNATURE_HEADER: sign(sub.secret, stamp, body),
+            TIMESTAMP_HEADER: stamp,
             IDEMPOTENCY_HEADER: delivery.id,
             ATTEMPT_HEADER: str(delivery.attempts),
         }
         try:
-            status = await self.sender(sub.url, body, headers, self.options.timeout_seconds)
+            networks = await self.networks_of(delivery.site) if self.networks_of else ()
+            status = await self.sender(sub.url, body, headers, self.options.timeout_seconds,
+                                       networks)  # fmt: skip
         except Exception as exc:  # any sender failure is this delivery's, never the runner's
-            delivery.last_status = None
-            delivery.last_error = str(exc) or type(exc).__name__
-            return False
+            log.info("delivery %s to %s failed: %s", delivery.id, sub.url, exc)
+            status = 0
         if 200 <= status < 300:
             return True
-        delivery.last_status = status
-        delivery.last_error = f"HTTP {status}"
+        # One error for every failure: the dead letters must not tell a closed port
+        # from a 500 (a port scanner); the operator's log has the reason.
+        delivery.last_status = None
+        delivery.last_error = DELIVERY_FAILED
+        if status:
+            log.info("delivery %s to %s: HTTP %s", delivery.id, sub.url, status)
+        return False
+
+
+def _forget(delivery: Delivery) -> bool:
+    """Is this the exit of an erased or expired visitor?"""
+    try:
+        return orjson.loads(delivery.body).get("cause") in FORGET_CAUSES
+    except (orjson.JSONDecodeError, AttributeError):
         return False
 
 

@@ -22,6 +22,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from segserver.errors import ValidationError
+from segserver.profile.bounds import (
+    bounded,
+    check_items,
+    check_product_id,
+    check_products,
+    number,
+)
 from segserver.profile.identity import check_visitor_id
 from segserver.profile.ops import FLAG_WHEN_GAP, Op, Opcode, pack_ops
 from segserver.profile.schema import DAY_SECONDS, NAME_RE, Attribute, Kind, Schema
@@ -38,9 +45,12 @@ _OPCODES = {
     "window_add": Opcode.WINDOW_ADD,
     "check_gap": Opcode.CHECK_GAP,
 }
-_PROP_TYPES = {"string", "number", "integer", "timestamp", "list"}
+_PROP_TYPES = {"string", "number", "integer", "timestamp", "list", "product_id", "items"}
 _EVENT_ID_MAX = 128
 _LIST_MAX = 1000
+#: What a public site key may not send (config/events.toml `trusted = true`), and
+#: the code of the per-event rejection.
+SERVER_KEY_REQUIRED = "server_key_required"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,7 @@ class EventType:
     name: str
     properties: Mapping[str, Mapping[str, Any]]
     ops: tuple[OpSpec, ...]
+    trusted: bool = False  # only the site's server key may send it
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +129,20 @@ def _load_builtin_types(path: Any = None) -> dict[str, EventType]:
         for pname, pspec in props.items():
             if pspec.get("type") not in _PROP_TYPES:
                 raise ValueError(f"events.toml [{name}] property {pname}: bad type")
-        types[name] = EventType(name, props, tuple(ops))
+        types[name] = EventType(name, props, tuple(ops), bool(spec.get("trusted", False)))
     return types
 
 
 _BUILTIN_TYPES = _load_builtin_types()
 BUILTIN_EVENT_TYPES = frozenset(_BUILTIN_TYPES)
+#: Event types only a server key may send: purchases, refunds, sign-ups, logins,
+#: identify (attributes), e-mail and support events (config/events.toml).
+TRUSTED_EVENT_TYPES = frozenset(n for n, t in _BUILTIN_TYPES.items() if t.trusted)
+
+
+def builtin_event_types() -> Mapping[str, EventType]:
+    """Every built-in event type (config/events.toml), by name."""
+    return _BUILTIN_TYPES
 
 
 @dataclass
@@ -182,14 +201,6 @@ def parse_date(value: Any, path: str) -> float:
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
-def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationError(f"{path}: must be a number")
-    if not math.isfinite(value):
-        raise ValidationError(f"{path}: must be a finite number")
-    return float(value)
-
-
 def _string(value: Any, path: str, limits: Limits) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"{path}: must be a string")
@@ -222,13 +233,15 @@ def _check_property(value: Any, spec: Mapping[str, Any], path: str, limits: Limi
     kind = spec["type"]
     if kind == "string":
         return _string(value, path, limits)
+    if kind == "product_id":
+        return check_product_id(value, path)
+    if kind == "items":
+        return check_items(value, path)
     if kind in ("number", "integer"):
-        number = _number(value, path)
-        if kind == "integer" and not number.is_integer():
+        amount = number(value, path)
+        if kind == "integer" and not amount.is_integer():
             raise ValidationError(f"{path}: must be a whole number")
-        if "min" in spec and number < spec["min"]:
-            raise ValidationError(f"{path}: must be at least {spec['min']}")
-        return number
+        return bounded(amount, spec, path)
     if kind == "timestamp":
         return parse_time(value, path)
     if not isinstance(value, list):  # "list"
@@ -244,8 +257,10 @@ def validate_event(
     limits: Limits,
     now: float,
     visitor_id: str | None = None,
+    trusted: bool = True,
 ) -> Event:
-    """Check one event (`path` prefixes every message); raise ValidationError."""
+    """Check one event (`path` prefixes every message); raise ValidationError. With
+    `trusted` False (a public site key), trusted event types are refused."""
     if not isinstance(raw, dict):
         raise ValidationError(f"{path}: must be an object")
     vid = (
@@ -257,6 +272,12 @@ def validate_event(
     if not isinstance(etype, str) or etype not in catalog.types:
         raise ValidationError(
             f"{path}.type: unknown event type {etype!r}", code="unknown_event_type"
+        )
+    if not trusted and catalog.types[etype].trusted:
+        raise ValidationError(
+            f"{path}.type: {etype!r} events need the site's server key "
+            "(Authorization: Bearer <server key>); a public site key cannot send them",
+            code=SERVER_KEY_REQUIRED,
         )
     ts = now if raw.get("ts") is None else parse_time(raw["ts"], f"{path}.ts")
     if ts > now + limits.max_event_skew_seconds:
@@ -293,6 +314,7 @@ def validate_event(
         for name, value in props.items():
             if name not in spec.properties:
                 _check_any(value, f"{path}.properties.{name}", limits)
+        check_products(spec.ops, checked, f"{path}.properties")
     return Event(vid, etype, ts, event_id, checked)
 
 
@@ -311,7 +333,7 @@ def _check_identify(
         if value is None:
             out[name] = None
         elif attr.kind is Kind.NUMBER:
-            out[name] = _number(value, where)
+            out[name] = number(value, where)
         elif attr.kind is Kind.TIMESTAMP:
             out[name] = parse_time(value, where)
         elif attr.kind is Kind.DATE:

@@ -16,7 +16,7 @@ from segserver.errors import SegserverError, StorageError, StorageTimeout, Valid
 from segserver.profile.events import Event, EventCatalog, Limits, Plan, plan_ops, validate_event
 from segserver.profile.schema import Schema
 from segserver.profile.vocabulary import Vocabulary
-from segserver.storage.dictionary import DictionaryStore
+from segserver.storage.dictionary import OTHER, DictionaryStore
 from segserver.storage.profiles import Applied, ProfileStore
 
 STORED, DUPLICATE, REJECTED = "stored", "duplicate", "rejected"
@@ -88,15 +88,19 @@ class Ingestor:
         now: float,
         visitor_id: str | None = None,
         path: str = "events",
+        trusted: bool = False,
     ) -> Prepared:
         """Validate every event and plan its ops (pure: nothing is read or written). An
-        invalid event is marked rejected with its error; the others are planned."""
+        invalid event is marked rejected with its error; the others are planned.
+        Unless `trusted` (the caller holds the site's server key), trusted event types
+        are rejected: secure by default, so the page view (a browser's call) never
+        passes it."""
         results = [EventResult(i, REJECTED) for i in range(len(raw_events))]
         planned: list[tuple[int, Event, Plan]] = []
         for i, raw in enumerate(raw_events):
             try:
                 event = validate_event(
-                    raw, f"{path}[{i}]", site.catalog, self.limits, now, visitor_id
+                    raw, f"{path}[{i}]", site.catalog, self.limits, now, visitor_id, trusted
                 )
                 planned.append((i, event, plan_ops(event, site.catalog, self.limits)))
             except ValidationError as exc:
@@ -111,7 +115,7 @@ class Ingestor:
         lookup), and a failure to reach Redis for it raises."""
         results = prepared.results
         planned = prepared.planned
-        await self._encode_strings(site, [p for _, _, p in planned])
+        fresh = await self._encode_strings(site, [p for _, _, p in planned])
 
         by_visitor: dict[str, list[tuple[int, Event, Plan]]] = defaultdict(list)
         if visitor_id is not None:
@@ -126,7 +130,7 @@ class Ingestor:
 
         async def apply(vid: str, items: list[tuple[int, Event, Plan]]) -> None:
             batch = [
-                (ev.event_id, plan.pack(lambda a, v: _code(site.vocab, a, v)))
+                (ev.event_id, plan.pack(lambda a, v: _code(site.vocab, fresh, a, v)))
                 for _, ev, plan in items
             ]
             try:
@@ -164,12 +168,17 @@ class Ingestor:
         now: float,
         visitor_id: str | None = None,
         path: str = "events",
+        trusted: bool = True,
     ) -> IngestResult:
-        """`prepare` then `store`."""
-        prepared = self.prepare(site, raw_events, now, visitor_id, path)
+        """`prepare` then `store` (in-process callers: trusted unless told otherwise)."""
+        prepared = self.prepare(site, raw_events, now, visitor_id, path, trusted)
         return await self.store(site, prepared, now, visitor_id)
 
-    async def _encode_strings(self, site: SiteData, plans: Sequence[Plan]) -> None:
+    async def _encode_strings(self, site: SiteData, plans: Sequence[Plan]
+                              ) -> dict[tuple[str, str], int]:  # fmt: skip
+        """Codes for the strings the cache does not know (assigned in Redis), also
+        returned: a value past the site's cap is not always cached."""
+        assigned: dict[tuple[str, str], int] = {}
         missing: dict[str, set[str]] = defaultdict(set)
         for plan in plans:
             for attr, value in plan.strings():
@@ -179,11 +188,15 @@ class Ingestor:
             ordered = sorted(values)
             codes = await self.dictionary.assign(site.id, attr, ordered)
             for value, code in zip(ordered, codes, strict=True):
+                if code > self.dictionary.max_codes:  # past the cap: the "(other)" code
+                    site.vocab.add(attr, OTHER, code)
                 site.vocab.add(attr, value, code)
+                assigned[(attr, value)] = code
+        return assigned
 
 
-def _code(vocab: Vocabulary, attr: str, value: str) -> int:
-    code = vocab.of(attr).code(value)
+def _code(vocab: Vocabulary, fresh: dict[tuple[str, str], int], attr: str, value: str) -> int:
+    code = vocab.of(attr).code(value) or fresh.get((attr, value))
     assert code is not None, (attr, value)  # _encode_strings ran first
     return code
 

@@ -11,21 +11,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+#: Values past a site's dictionary cap that one process remembers as "other" per
+#: attribute; further ones are asked for again (one round trip, never stored).
+MAX_ALIASES = 10_000
+
 
 class AttributeVocabulary:
-    """value ↔ code for one attribute."""
+    """value ↔ code for one attribute. Values past the site's cap share the code of
+    "(other)" (storage.dictionary): they map to it, it keeps its name."""
 
-    __slots__ = ("codes", "values")
+    __slots__ = ("aliases", "codes", "values")
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         self.values: list[str] = []  # code - 1 → value
         self.codes: dict[str, int] = {}
+        self.aliases = 0
         for value in values:
             self.add(value, len(self.values) + 1)
 
     def add(self, value: str, code: int) -> None:
         """Record an assignment made by the master copy (codes arrive in order)."""
         if value in self.codes:
+            return
+        if code <= len(self.values) and self.values[code - 1] not in ("", value):
+            if self.aliases < MAX_ALIASES:  # a value past the cap: the "(other)" code
+                self.codes[value] = code
+                self.aliases += 1
             return
         while len(self.values) < code - 1:  # a gap: another process' value not seen yet
             self.values.append("")

@@ -48,6 +48,11 @@ class CatalogueStore:
         with wrapped(f"allocating a {kind} slot"):
             return int(await self.client.incr(self._k(site, f"{kind}slot"))) - 1
 
+    async def slot_count(self, site: str, kind: str) -> int:
+        """How many slots were ever given (deleted items' included)."""
+        with wrapped(f"reading the {kind} slots"):
+            return int(await self.client.get(self._k(site, f"{kind}slot")) or 0)
+
     async def catalogue_version(self, site: str) -> int:
         with wrapped("reading the catalogue version"):
             return int(await self.client.get(self._k(site, "catver")) or 0)

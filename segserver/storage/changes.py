@@ -83,6 +83,11 @@ class ChangeStore:
     def _site_key(self, site: str, name: str) -> str:
         return f"{self.keys.prefix}:{{{site}}}:{name}"
 
+    def site_key(self, site: str, name: str) -> str:
+        """A site-wide key of trigger delivery (`trigger-dead`, `trigger-retries`,
+        `trigger-deliveries`): erasure scrubs them."""
+        return self._site_key(site, name)
+
     # -- subscription indexes -------------------------------------------------
 
     async def add_subscription(self, site: str, sub_id: str) -> bool:
@@ -170,11 +175,17 @@ class ChangeStore:
             await self._create_group(key, "0")
         self.cursors.pop(key, None)
 
-    async def ack(self, site: str, shard: int, entries: Sequence[str]) -> None:
+    async def ack(self, site: str, shard: int, entries: Sequence[str],
+                  forget: Sequence[str] = ()) -> None:  # fmt: skip
+        """Acknowledge `entries`; `forget` (erasure and expiry exits, once handed to
+        every subscription) are also deleted from the stream: they name a visitor who
+        must leave no trace."""
         if not entries:
             return
         with wrapped("acknowledging changes"):
             await self.client.xack(self.keys.changes(site, shard), GROUP, *entries)
+            if forget:
+                await self.client.xdel(self.keys.changes(site, shard), *forget)
 
     # -- retry schedule -----------------------------------------------------------
 

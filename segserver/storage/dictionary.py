@@ -10,17 +10,24 @@ from segserver.storage.errors import wrapped
 from segserver.storage.keys import Keys
 from segserver.storage.scripts import Scripts
 
+#: The value every string past an attribute's cap is encoded as.
+OTHER = "(other)"
+
 
 class DictionaryStore:
-    def __init__(self, client: Client, scripts: Scripts, keys: Keys) -> None:
+    def __init__(self, client: Client, scripts: Scripts, keys: Keys,
+                 max_codes: int = 10_000) -> None:  # fmt: skip
         self.client = client
         self.scripts = scripts
         self.keys = keys
+        self.max_codes = max_codes
 
     async def assign(self, site: str, attr: str, values: Sequence[str]) -> list[int]:
-        """Codes of `values`, assigning new ones atomically (idempotent)."""
+        """Codes of `values`, assigning new ones atomically (idempotent); past
+        `max_codes` of the attribute, new values get the code of OTHER."""
         codes_key, values_key = self.keys.dictionary(site, attr)
-        codes = await self.scripts.call("assign_codes", [codes_key, values_key], list(values))
+        codes = await self.scripts.call("assign_codes", [codes_key, values_key],
+                                        [self.max_codes, OTHER, *values])  # fmt: skip
         return [int(c) for c in codes]
 
     async def refresh(self, site: str, vocab: Vocabulary, attrs: Iterable[str]) -> None:

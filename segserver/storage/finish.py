@@ -75,6 +75,7 @@ class FinishStore:
     caps_ttl_seconds: int
     recent_length: int
     popularity_days: int = 8  # a daily set lives this long after its day began
+    feedback_ttl_seconds: int = 30 * 86400  # tokens counted are remembered this long
 
     def call(self, site: str, visitor_id: str, plan: Finish, now: float
              ) -> tuple[list[str], list[str | bytes | int]]:  # fmt: skip
@@ -83,7 +84,8 @@ class FinishStore:
         vk = k.visitor(site, visitor_id)
         shard = vk.shard
         keys = [k.changes(site, shard), k.due(site, shard), k.claimed(site, shard),
-                vk.membership, vk.bits, vk.history, vk.caps, vk.arms, vk.recent]  # fmt: skip
+                vk.membership, vk.bits, vk.history, vk.caps, vk.arms, vk.recent,
+                vk.feedback]  # fmt: skip
         index: dict[str, int] = {}
 
         def key_of(key: str) -> int:
@@ -104,9 +106,9 @@ class FinishStore:
             for slot, bit, segment in m.flips:
                 args += [key_of(k.segment_bitmap(site, shard, slot)), slot, bit, segment]
         o = plan.outcomes
-        args.append(len(o.tokens))
+        args += [len(o.tokens), self.feedback_ttl_seconds]
         for t in o.tokens:
-            args += [key_of(k.results(site, shard, t.campaign)), t.variant, t.kind]
+            args += [key_of(k.results(site, shard, t.campaign)), t.variant, t.kind, t.token]
         args.append(len(o.goals))
         for g in o.goals:
             args += [key_of(k.results(site, shard, g.campaign)), g.campaign, repr(g.ts),

@@ -24,11 +24,12 @@ class VisitorKeys:
     caps: str  # hash: frequency-cap counters
     arms: str  # hash: campaign -> arm of the first exposure (storage/results.py)
     recent: str  # list: recently viewed products (storage/recommendations.py)
+    feedback: str  # hash: decision token|kind already counted (lua/finish_visitor.lua)
 
     def all(self) -> list[str]:
         """Every per-visitor key (the shard-wide ones excluded)."""
         return [self.profile, self.event_ids, self.membership, self.bits, self.history,
-                self.caps, self.arms, self.recent]  # fmt: skip
+                self.caps, self.arms, self.recent, self.feedback]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class Keys:
             f"{base}:caps:{visitor_id}",
             f"{base}:arms:{visitor_id}",
             f"{base}:rv:{visitor_id}",
+            f"{base}:fb:{visitor_id}",
         )
 
     def shard_key(self, site: str, shard: int, name: str) -> str:

@@ -29,6 +29,7 @@ def _site_model(db: Client, prefix: str) -> Any:
         id: str = Field(primary_key=True)
         name: str
         site_key: str
+        server_key_hash: str = ""  # sha256 hex of the secret server key ("": none yet)
         origins: str = "[]"  # JSON list
         profile_schema: str = "{}"  # JSON: segserver.profile.schema.Schema
         options: str = "{}"  # JSON: per-site options

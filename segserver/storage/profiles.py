@@ -1,4 +1,5 @@
-"""Profiles in Redis: apply an event batch (one Lua call per visitor), read, erase."""
+"""Profiles in Redis: apply an event batch (one Lua call per visitor), read, count
+(erasure: storage/erasure.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from segserver.bitsets import bitmap_slots
 from segserver.errors import StorageError
 from segserver.profile.identity import visitor_hash
 from segserver.storage.client import Client
@@ -88,26 +88,6 @@ class ProfileStore:
         except (RedisError, OSError) as exc:
             raise StorageError(f"reading a profile failed: {exc}") from exc
         return blob
-
-    async def delete(self, site: str, visitor_id: str, extra_keys: Sequence[str] = ()) -> bool:
-        """Erase every key of the visitor and its bits in the segment bitmaps; True if
-        it had a profile."""
-        k = self.keys.visitor(site, visitor_id)
-        for _ in range(5):
-            try:
-                raw = await self.client.get(k.bits)
-            except (RedisError, OSError) as exc:
-                raise StorageError(f"reading membership failed: {exc}") from exc
-            bits = raw or b""
-            slots = bitmap_slots(bits)
-            bitmaps = [self.keys.segment_bitmap(site, k.shard, int(s)) for s in slots]
-            keys = [k.profile, k.event_ids, k.shard_ordinals, k.bits,
-                    self.keys.due(site, k.shard), self.keys.claimed(site, k.shard),
-                    *bitmaps, k.membership, k.history, k.caps, *extra_keys]  # fmt: skip
-            done = await self.scripts.call("delete_visitor", keys, [visitor_id, len(bitmaps), bits])
-            if done != -1:
-                return bool(done)
-        raise StorageError("the visitor's membership kept changing while erasing it")
 
     async def count(self, site: str) -> int:
         """Visitors with a profile (sum over shards of the ordinal maps)."""

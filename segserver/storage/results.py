@@ -33,6 +33,7 @@ class TokenCount:
     campaign: str
     variant: str
     kind: str
+    token: str = ""  # the token's id: counted once per token and kind
 
 
 @dataclass(frozen=True, slots=True)

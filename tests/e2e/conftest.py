@@ -37,7 +37,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--disable-quic"]  # fmt: skip
-ADMIN_TOKEN = "e2e-admin-token"
+ADMIN_TOKEN = "e2e-admin-token-0123456789abcdefghij"
 CART_THRESHOLD_SECONDS = 2.0
 HIGH_VALUE_THRESHOLD = 500
 REPO = Path(__file__).resolve().parents[2]

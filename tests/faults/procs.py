@@ -232,7 +232,8 @@ class ServeProcess:
     """`segserver serve` in a subprocess on a free port, with `env` on top of this
     environment (its output in `log`)."""
 
-    def __init__(self, directory: Path, env: Mapping[str, str], *, admin_token: str = "faults",
+    def __init__(self, directory: Path, env: Mapping[str, str], *,
+                 admin_token: str = "faults-admin-token-0123456789abcdef",
                  args: list[str] | None = None) -> None:  # fmt: skip
         self.port = free_ports(1)[0]
         self.base = f"http://127.0.0.1:{self.port}"

@@ -18,7 +18,7 @@ from segserver.config import Settings
 from segserver.http import analytics_routes, create_app
 from segserver.http.keys import SERVICES
 from segserver.wiring import Services
-from tests.conftest import Clock, admin_headers, snapshot
+from tests.conftest import Clock, admin_headers, server_headers, snapshot
 
 Client = TestClient[Any, Any]
 BASE = "/v1/admin/sites/shop/segments"
@@ -51,7 +51,7 @@ def app_services(client: Client) -> Services:
 @pytest_asyncio.fixture
 async def shop(client: Client, site: dict[str, Any]) -> dict[str, set[str]]:
     """30 visitors through the public API, 3 active segments; their expected members."""
-    key = {"X-Segserver-Key": site["site_key"]}
+    key = server_headers(site)
     want: dict[str, set[str]] = {sid: set() for sid in SEGMENTS}
     for i in range(30):
         vid = f"v{i}"

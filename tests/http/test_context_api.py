@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from segserver import decide
-from tests.conftest import Clock, admin_headers
+from tests.conftest import Clock, admin_headers, server_headers
 
 Client = TestClient[Any, Any]
 BASE = "/v1/admin/sites/shop"
@@ -31,14 +31,15 @@ async def shop(client: Client, site: dict[str, Any]) -> dict[str, Any]:
     for sid, rule in segs.items():
         await admin(client, "segments", {"id": sid, "status": "active", "rule": rule,
                                          "priority": {"big": 9}.get(sid, 1)})  # fmt: skip
-    await admin(client, "placements", {"id": "home_popup", "kind": "popup"})
-    await admin(client, "placements", {"id": "hero", "kind": "banner",
-                                       "default_content": "hero_default"})  # fmt: skip
     for cid, title in (("welcome", "Welcome!"), ("rescue", "Your cart misses you"),
                        ("vip", "VIP"), ("hero_default", "Spring sale")):  # fmt: skip
         kind = "banner" if cid in ("vip", "hero_default") else "popup"
         await admin(client, "content", {"id": cid, "kind": kind,
                                         "payload": {"title": title, "body": "..."}})  # fmt: skip
+    # content first: a placement's default content must exist
+    await admin(client, "placements", {"id": "home_popup", "kind": "popup"})
+    await admin(client, "placements", {"id": "hero", "kind": "banner",
+                                       "default_content": "hero_default"})  # fmt: skip
     await admin(client, "campaigns", {
         "id": "welcome", "placement": "home_popup", "status": "active", "priority": 10,
         "audience": {"include": ["new"]}, "variants": [{"id": "a", "content": "welcome"}],
@@ -109,9 +110,12 @@ async def test_priority_audience_and_explain(client: Client, shop: dict[str, Any
     assert answer["decisions"]["home_popup"]["campaign"] == "rescue"  # 50 beats 10
     # a big spender is excluded from the rescue, wins the VIP banner
     clock.advance(3600)
-    rich = await context(client, shop, "bob", [{"type": "purchase", "properties": {"value": 900}},
-                         {"type": "add_to_cart", "properties": {"product_id": "q"}}],
-                         explain=True)  # fmt: skip
+    # a purchase comes from the shop's back end (the server key), not the page
+    bought = await client.post("/v1/events", headers=server_headers(shop), json=[
+        {"visitor_id": "bob", "type": "purchase", "properties": {"value": 900}}])  # fmt: skip
+    assert bought.status == 202, await bought.text()
+    rich = await context(client, shop, "bob", [
+        {"type": "add_to_cart", "properties": {"product_id": "q"}}], explain=True)  # fmt: skip
     assert rich["segments"][0] == "big"  # by segment priority
     assert rich["decisions"]["hero"]["campaign"] == "vip"
     assert "explain" not in rich  # explain needs the admin token (or the site's QA option)
@@ -128,6 +132,7 @@ async def test_priority_audience_and_explain(client: Client, shop: dict[str, Any
 
 async def test_concurrent_page_views_never_exceed_a_cap(client: Client, shop: dict[str, Any],
                                                         site: dict[str, Any]) -> None:  # fmt: skip
+    await admin(client, "placements", {"id": "flash_slot", "kind": "banner"})
     await admin(
         client,
         "campaigns",
@@ -140,7 +145,6 @@ async def test_concurrent_page_views_never_exceed_a_cap(client: Client, shop: di
             "caps": [{"per": "day", "max": 3}],
         },
     )
-    await admin(client, "placements", {"id": "flash_slot", "kind": "banner"})
     answers = await asyncio.gather(*(
         context(client, shop, "cap", [{"type": "page_view"}], placements=("flash_slot",))
         for _ in range(40)))  # fmt: skip
@@ -153,7 +157,7 @@ async def test_unknown_placement_is_null_and_segments_endpoint(
 ) -> None:
     answer = await context(client, shop, "cy", [{"type": "page_view"}], placements=("nowhere",))
     assert answer["decisions"] == {"nowhere": None}
-    resp = await client.get("/v1/visitors/cy/segments", headers=key(shop))
+    resp = await client.get("/v1/visitors/cy/segments", headers=server_headers(shop))
     assert (await resp.json()) == {"visitor_id": "cy", "segments": ["new"], "degraded": False}
 
 
@@ -207,7 +211,7 @@ async def test_recommendations_and_results_through_the_api(
     assert recs["content"]["products"] == ["p3", "p2"]
     token = recs["token"]
     clock.advance(60)  # a conversion counts after the exposure
-    sent = await client.post("/v1/events", headers=key(shop), json=[
+    sent = await client.post("/v1/events", headers=server_headers(shop), json=[
         {"visitor_id": "dee", "type": "impression", "properties": {"token": token}},
         {"visitor_id": "dee", "type": "click", "properties": {"token": token}},
         {"visitor_id": "dee", "type": "purchase", "properties": {"value": 30}}])  # fmt: skip

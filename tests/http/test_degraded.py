@@ -50,9 +50,9 @@ async def test_fallback_then_recovery(app_client: Client, own_redis: EmbeddedRed
     key = {"X-Segserver-Key": (await made.json())["site_key"]}
     base = "/v1/admin/sites/s"
     for path, body in (
-        ("placements", {"id": "hero", "kind": "banner", "default_content": "dflt"}),
         ("content", {"id": "dflt", "kind": "banner", "payload": {"title": "Hello"}}),
         ("content", {"id": "promo", "kind": "banner", "payload": {"title": "Promo"}}),
+        ("placements", {"id": "hero", "kind": "banner", "default_content": "dflt"}),
         ("campaigns", {"id": "c", "placement": "hero", "status": "active",
                        "variants": [{"id": "a", "content": "promo"}]}),
     ):  # fmt: skip

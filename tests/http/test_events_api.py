@@ -9,13 +9,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from segserver.config import Settings
-from tests.conftest import Clock, admin_headers, snapshot
+from tests.conftest import Clock, admin_headers, server_headers, snapshot
 
 Client = TestClient[Any, Any]
 
 
 def key(site: dict[str, Any]) -> dict[str, str]:
-    return {"X-Segserver-Key": site["site_key"]}
+    """POST /v1/events is the shop back end's: the server key (trusted types too)."""
+    return server_headers(site)
 
 
 async def profile(client: Client, vid: str) -> dict[str, Any]:

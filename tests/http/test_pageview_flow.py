@@ -39,7 +39,8 @@ async def metric(client: Client, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-async def setup_site(client: Client) -> dict[str, str]:
+async def setup_site(client: Client) -> tuple[dict[str, str], dict[str, str]]:
+    """The site; its public key's header and its server key's header."""
     admin = admin_headers()
     made = await client.post(
         "/v1/admin/sites", headers=admin, json={"id": "quiet", "prebuilt": False}
@@ -57,11 +58,12 @@ async def setup_site(client: Client) -> dict[str, str]:
                        "caps": [{"per": "day", "max": 100}]}),
     ):  # fmt: skip
         assert (await client.post(f"{BASE}/{path}", headers=admin, json=body)).status == 201
-    return {"X-Segserver-Key": (await made.json())["site_key"]}
+    site = await made.json()
+    return {"X-Segserver-Key": site["site_key"]}, {"Authorization": f"Bearer {site['server_key']}"}
 
 
 async def test_a_page_view_evaluates_once_in_two_round_trips(quiet: Client) -> None:
-    key = await setup_site(quiet)
+    key, _trusted = await setup_site(quiet)
     body = {"visitor_id": "ann", "placements": ["hero"], "events": [{"type": "page_view"}]}
     first = await quiet.post("/v1/context", headers=key, json=body)  # caches the catalogue
     assert first.status == 200
@@ -77,7 +79,7 @@ async def test_a_page_view_evaluates_once_in_two_round_trips(quiet: Client) -> N
 
 
 async def test_events_evaluate_each_visitor_once_in_two_round_trips(quiet: Client) -> None:
-    key = await setup_site(quiet)
+    key, _trusted = await setup_site(quiet)
     batch = [{"visitor_id": v, "type": "page_view"} for v in ("a", "b", "c", "a")]
     assert (await quiet.post("/v1/events", headers=key, json=batch)).status == 202
     evaluations = await metric(quiet, "segserver_evaluation_seconds_count")
@@ -111,13 +113,14 @@ async def test_page_view_and_events_share_the_after_events_step(
     """The same events through either endpoint leave the same state: membership and
     its changes, recently viewed products, goal conversions (the visitor was exposed
     first), due instant."""
-    key = await setup_site(quiet)
+    key, trusted = await setup_site(quiet)
     for vid in ("via-context", "via-events"):  # exposed to the campaign first
         await quiet.post("/v1/context", headers=key, json={"visitor_id": vid,
                                                           "placements": ["hero"]})  # fmt: skip
     clock.advance(60)
     events = [{"type": "product_view", "properties": {"product_id": "p1"}},
               {"type": "product_view", "properties": {"product_id": "p2"}}]  # fmt: skip
+    # a purchase is a trusted event: the shop's back end sends it with the server key
     server = [{"type": "purchase", "properties": {"value": 30, "items": ["p2"]}}]
     resp = await quiet.post("/v1/context", headers=key,
                             json={"visitor_id": "via-context", "events": events})  # fmt: skip
@@ -126,10 +129,12 @@ async def test_page_view_and_events_share_the_after_events_step(
                             json=[{**e, "visitor_id": "via-events"} for e in events])  # fmt: skip
     assert resp.status == 202
     clock.advance(60)
-    await quiet.post("/v1/context", headers=key, json={"visitor_id": "via-context",
-                                                      "events": server})  # fmt: skip
-    await quiet.post("/v1/events", headers=key,
-                     json=[{**e, "visitor_id": "via-events"} for e in server])  # fmt: skip
+    resp = await quiet.post("/v1/context", headers=trusted, json={"visitor_id": "via-context",
+                                                                  "events": server})  # fmt: skip
+    assert (await resp.json())["events"] == [{"index": 0, "status": "stored"}]
+    resp = await quiet.post("/v1/events", headers=trusted,
+                            json=[{**e, "visitor_id": "via-events"} for e in server])  # fmt: skip
+    assert (await resp.json())["results"] == [{"index": 0, "status": "stored"}]
     a = await visitor_state(raw_redis, settings, "via-context")
     b = await visitor_state(raw_redis, settings, "via-events")
     assert a == b

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from segserver.wiring import Services
-from tests.conftest import admin_headers
+from tests.conftest import admin_headers, server_headers
 
 Client = TestClient[Any, Any]
 BASE = "/v1/admin/sites/shop/segments"
@@ -112,7 +112,7 @@ async def test_versions_stale_updates_and_rollback(client: Client, site: dict[st
 async def test_recompute_after_an_edit_equals_one_by_one(
     client: Client, site: dict[str, Any], services: Services
 ) -> None:
-    key = {"X-Segserver-Key": site["site_key"]}
+    key = server_headers(site)
     for i in range(60):
         events = [{"visitor_id": f"v{i}", "type": "page_view",
                    "properties": {"country": ["DE", "FR", "AT"][i % 3]}}]  # fmt: skip

@@ -28,13 +28,13 @@ async def tight(settings: Settings, clock: Clock) -> AsyncIterator[tuple[Client,
     )
     async with TestClient(TestServer(create_app(custom, clock=clock))) as client:
         resp = await client.post("/v1/admin/sites", headers=admin_headers(), json={"id": "s"})
-        yield client, (await resp.json())["site_key"]
+        yield client, (await resp.json())["server_key"]
 
 
 async def test_max_events_per_request(tight: tuple[Client, str]) -> None:
     client, key = tight
     events = [{"visitor_id": "v", "type": "page_view"}] * 4
-    resp = await client.post("/v1/events", headers={"X-Segserver-Key": key}, json=events)
+    resp = await client.post("/v1/events", headers={"Authorization": f"Bearer {key}"}, json=events)
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == "too_many_events"
 
@@ -44,13 +44,13 @@ async def test_event_ids_are_forgotten_after_the_dedup_window(
 ) -> None:
     client, key = tight
     ev = [{"visitor_id": "v", "type": "page_view", "event_id": "same"}]
-    first = await client.post("/v1/events", headers={"X-Segserver-Key": key}, json=ev)
+    first = await client.post("/v1/events", headers={"Authorization": f"Bearer {key}"}, json=ev)
     assert (await first.json())["results"][0]["status"] == "stored"
     clock.advance(30)
-    again = await client.post("/v1/events", headers={"X-Segserver-Key": key}, json=ev)
+    again = await client.post("/v1/events", headers={"Authorization": f"Bearer {key}"}, json=ev)
     assert (await again.json())["results"][0]["status"] == "duplicate"
     clock.advance(61)
-    late = await client.post("/v1/events", headers={"X-Segserver-Key": key}, json=ev)
+    late = await client.post("/v1/events", headers={"Authorization": f"Bearer {key}"}, json=ev)
     assert (await late.json())["results"][0]["status"] == "stored"
 
 
@@ -58,13 +58,15 @@ async def test_profile_ttl_and_tag_slots(tight: tuple[Client, str], settings: Se
     client, key = tight
     resp = await client.post(
         "/v1/events",
-        headers={"X-Segserver-Key": key},
+        headers={"Authorization": f"Bearer {key}"},
         json=[{"visitor_id": "v", "type": "identify", "properties": {"tags": ["a", "b", "c"]}}],
     )
     assert resp.status == 400
     assert "at most 2 tags" in (await resp.json())["error"]["message"]
     await client.post(
-        "/v1/events", headers={"X-Segserver-Key": key}, json=[{"visitor_id": "v", "type": "login"}]
+        "/v1/events",
+        headers={"Authorization": f"Bearer {key}"},
+        json=[{"visitor_id": "v", "type": "login"}],
     )
     with redis.Redis.from_url(settings.redis_url) as r:
         (profile_key,) = r.keys(f"{settings.key_prefix}:*:p:v")

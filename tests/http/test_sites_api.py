@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import admin_headers
+from tests.conftest import admin_headers, server_headers
 
 Client = TestClient[Any, Any]
 
@@ -53,7 +53,7 @@ async def test_create_read_update(client: Client, site: dict[str, Any]) -> None:
     # identify may now set the new attribute
     resp = await client.post(
         "/v1/events",
-        headers={"X-Segserver-Key": site["site_key"]},
+        headers=server_headers(site),
         json={"events": [{"visitor_id": "v", "type": "identify", "properties": {"tier": "gold"}}]},
     )
     assert resp.status == 202, await resp.text()
@@ -117,7 +117,7 @@ async def test_health_and_readiness(client: Client) -> None:
     assert {k: body[k] for k in ("status", "redis", "scripts", "stale")} == {
         "status": "ready", "redis": True, "scripts": True, "stale": []
     }  # fmt: skip
-    assert set(body["loops"]) == {"expiry", "history", "triggers"}  # the background loops
+    assert set(body["loops"]) == {"expiry", "history", "triggers", "sweep", "quotas"}
 
 
 async def test_unknown_route_is_json_404(client: Client) -> None:

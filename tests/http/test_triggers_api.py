@@ -18,6 +18,7 @@ from segserver.config import Settings
 from segserver.http import create_app
 from segserver.http.keys import SERVICES
 from segserver.http.triggers_routes import TRIGGERS_BACKGROUND
+from segserver.jobs.triggers import DELIVERY_FAILED
 from segserver.profile.identity import shard_of
 from segserver.storage.keys import Keys
 from tests.conftest import Clock, admin_headers
@@ -63,6 +64,10 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 async def create(client: Client, receiver: Receiver, name: str, **body: Any) -> dict[str, Any]:
+    # the receiver listens on 127.0.0.1: the site allow-lists it for its webhooks
+    allow = await client.patch("/v1/admin/sites/shop", headers=admin_headers(),
+                               json={"options": {"webhook_networks": ["127.0.0.0/8"]}})  # fmt: skip
+    assert allow.status == 200, await allow.text()
     resp = await client.post(
         BASE, headers=admin_headers(), json={"url": receiver.url(name), **body}
     )
@@ -184,7 +189,7 @@ async def test_delivery_dead_letters_and_redrive_through_the_api(
     assert (dead["subscription"], dead["attempts"], dead["last_error"]) == (
         down["id"],
         6,
-        "HTTP 500",
+        DELIVERY_FAILED,
     )
     assert dead["payload"]["visitor_id"] == "v1"
     assert dead["failed_at"] == clock.now

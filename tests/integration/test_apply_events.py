@@ -153,7 +153,8 @@ async def test_ordinals_are_dense_per_shard_and_deleted_with_the_visitor(
     for ordinals in by_shard.values():
         assert sorted(ordinals) == list(range(len(ordinals)))
     assert await services.profiles.count("s") == 40
-    assert await services.profiles.delete("s", "o1")
+    existed, _ = await services.visitors.erasure.erase("s", "o1", [], False, 1_790_000_000.0)
+    assert existed
     assert await services.profiles.count("s") == 39
     assert await services.profiles.get("s", "o1") is None
 

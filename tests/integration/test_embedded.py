@@ -18,6 +18,7 @@ import redis
 
 from segserver.errors import ConfigError
 from segserver.storage.embedded import EmbeddedRedis
+from tests.conftest import ADMIN_TOKEN
 from tests.faults.procs import ServeProcess, wait_for
 
 
@@ -93,7 +94,7 @@ def test_serve_starts_embedded_redis_and_stops_it(
 ) -> None:
     port = _free_port()
     env = {**os.environ, "SEGSERVER_DATA_DIR": str(tmp_path), "SEGSERVER_PORT": str(port),
-           "SEGSERVER_REDIS_URL": "", "SEGSERVER_ADMIN_TOKEN": "t",
+           "SEGSERVER_REDIS_URL": "", "SEGSERVER_ADMIN_TOKEN": ADMIN_TOKEN,
            "SEGSERVER_CACHE_DIR": str(data_dir / "numba-cache")}  # fmt: skip
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -125,7 +126,7 @@ def test_serve_starts_embedded_redis_and_stops_it(
 def test_serve_with_two_workers(tmp_path: Path, data_dir: Path) -> None:
     port = _free_port()
     env = {**os.environ, "SEGSERVER_DATA_DIR": str(tmp_path), "SEGSERVER_PORT": str(port),
-           "SEGSERVER_REDIS_URL": "", "SEGSERVER_ADMIN_TOKEN": "t",
+           "SEGSERVER_REDIS_URL": "", "SEGSERVER_ADMIN_TOKEN": ADMIN_TOKEN,
            "SEGSERVER_CACHE_DIR": str(data_dir / "numba-cache")}  # fmt: skip
     log = tmp_path / "serve.log"
     with log.open("wb") as out:

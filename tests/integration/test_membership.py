@@ -173,6 +173,6 @@ async def test_deleting_a_visitor_clears_its_bits(services: Services, shop: Site
     de = shop.segments["de"].slot
     bitmap = services.keys.segment_bitmap("shop", vk.shard, de)
     assert await services.clients.raw.getbit(bitmap, ordinal) == 1
-    assert await services.profiles.delete("shop", "dan")
+    await services.visitors.erase("shop", "dan", clock.now)
     assert await services.clients.raw.getbit(bitmap, ordinal) == 0
     assert not await services.clients.raw.exists(*vk.all())

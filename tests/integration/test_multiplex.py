@@ -112,26 +112,33 @@ async def test_noscript_after_a_flush_runs_the_source(
 
 
 async def test_a_killed_connection_fails_in_flight_calls_then_reconnects(
-    mux: Multiplexer, raw_redis: aioredis.Redis
+    tmp_path: Path,
 ) -> None:
-    key = f"mx:{os.getpid()}:kill"
-    assert await echo(mux, key, "a", 1) == [b"a", b"1"]
-    own = await raw_redis.client_id()
-    [conn] = [c for c in await raw_redis.client_list()
-              if c.get("cmd") in ("evalsha", "eval") and int(c["id"]) != own]  # fmt: skip
-    # writes paused: the next calls stay in flight while the server drops the connection
-    await raw_redis.client_pause(2000, all=False)
+    server = EmbeddedRedis(tmp_path, appendonly=False)  # its own: no other client on it
+    url = server.start()
+    m = Multiplexer(lambda _: url.removeprefix("unix://"), NodeOptions(timeout=5.0))
+    raw = aioredis.Redis.from_url(url)
     try:
-        in_flight = [asyncio.ensure_future(echo(mux, key, "q", i)) for i in range(5)]
-        for _ in range(3):  # loop turns: the calls are written (not a timing wait)
-            await asyncio.sleep(0)
-        await raw_redis.client_kill_filter(_id=conn["id"])
-        results = await asyncio.gather(*in_flight, return_exceptions=True)
+        assert await echo(m, "kill", "a", 1) == [b"a", b"1"]
+        own = await raw.client_id()
+        [conn] = [c for c in await raw.client_list() if int(c["id"]) != own]
+        # writes paused: the next calls stay in flight while the server drops the connection
+        await raw.client_pause(2000, all=False)
+        try:
+            in_flight = [asyncio.ensure_future(echo(m, "kill", "q", i)) for i in range(5)]
+            for _ in range(3):  # loop turns: the calls are written (not a timing wait)
+                await asyncio.sleep(0)
+            await raw.client_kill_filter(_id=conn["id"])
+            results = await asyncio.gather(*in_flight, return_exceptions=True)
+        finally:
+            await raw.client_unpause()
+        assert all(isinstance(r, StorageError) for r in results), results
+        assert await echo(m, "kill", "b", 3) == [b"b", b"3"]
+        assert await raw.lrange("kill", 0, -1) == [b"1", b"3"]  # the failed calls never ran
     finally:
-        await raw_redis.client_unpause()
-    assert all(isinstance(r, StorageError) for r in results), results
-    assert await echo(mux, key, "b", 3) == [b"b", b"3"]
-    assert await raw_redis.lrange(key, 0, -1) == [b"1", b"3"]  # the failed calls never ran
+        m.close()
+        await raw.aclose()
+        server.stop()
 
 
 async def test_a_frozen_server_times_out_then_recovers(tmp_path: Path) -> None:

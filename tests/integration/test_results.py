@@ -94,7 +94,9 @@ def token(
     site: str = "shop",
     secret: bytes = SECRET,
 ) -> str:
-    return decide.make_token(secret, site, served(campaign, variant), vid, 0)
+    return decide.make_token(
+        secret, site, served(campaign, variant), vid, 1_790_000_000.0
+    )  # Clock() time: not expired
 
 
 def event(vid: str, etype: str, ts: float, **props: Any) -> Event:
@@ -181,7 +183,7 @@ async def test_feedback_counts_per_variant_and_ignores_bad_tokens(
     ann, bob = token("ann", variant="a"), token("bob", variant="b")
     events = [
         event("ann", "impression", clock(), token=ann),
-        event("ann", "impression", clock(), token=ann),
+        event("ann", "impression", clock(), token=ann),  # a replay: counted once
         event("ann", "click", clock(), token=ann),
         event("ann", "conversion", clock(), token=ann, value=3.0),
         event("bob", "impression", clock(), token=bob),
@@ -196,9 +198,9 @@ async def test_feedback_counts_per_variant_and_ignores_bad_tokens(
     await results.record_events("shop", events, clock(), SECRET)
     summary = await results.summary("shop", "rescue")
     a, b = summary["variants"]
-    assert (a["impressions"], a["clicks"], a["dismisses"], a["conversion_events"]) == (2, 1, 0, 1)
+    assert (a["impressions"], a["clicks"], a["dismisses"], a["conversion_events"]) == (1, 1, 0, 1)
     assert (b["impressions"], b["clicks"], b["dismisses"], b["conversion_events"]) == (1, 0, 1, 0)
-    assert a["click_rate"] == 0.5
+    assert a["click_rate"] == 1.0
     assert summary["holdout"]["impressions"] == 0
     # the other site's token counts on the other site only
     await results.record_events(
@@ -267,6 +269,15 @@ async def test_admin_route(settings: Settings, clock: Clock) -> None:
             json={"id": "shop", "name": "Shop", "prebuilt": False},
         )
         assert resp.status == 201, await resp.text()
+        # a campaign's placement and contents must exist first
+        for path, item in (("placements", {"id": "home_popup", "kind": "popup"}),
+                           ("content", {"id": "c1", "kind": "popup",
+                                        "payload": {"title": "1", "body": "b"}}),
+                           ("content", {"id": "c2", "kind": "popup",
+                                        "payload": {"title": "2", "body": "b"}})):  # fmt: skip
+            made = await client.post(f"/v1/admin/sites/shop/{path}", headers=admin_headers(),
+                                     json=item)  # fmt: skip
+            assert made.status == 201, await made.text()
         resp = await client.post(
             "/v1/admin/sites/shop/campaigns", headers=admin_headers(), json=RESCUE
         )

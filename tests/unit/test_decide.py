@@ -173,11 +173,12 @@ def test_cap_increments_cover_caps_and_interruptive_counters() -> None:
 def test_tokens_are_signed() -> None:
     secret = b"s" * 32
     dec = d.Decision("p", "c", "a", "content")
-    token = d.make_token(secret, "shop", dec, "v1", NOW)
+    token = d.make_token(secret, "shop", dec, "v1", NOW, ttl=3600)
+    body, _, mac = token.partition(".")
     assert d.read_token(secret, token) == {"site": "shop", "campaign": "c", "variant": "a",
                                            "placement": "p", "visitor_id": "v1",
-                                           "issued": int(NOW)}  # fmt: skip
+                                           "issued": int(NOW), "expires": int(NOW + 3600),
+                                           "id": mac}  # fmt: skip
     assert d.read_token(b"x" * 32, token) is None
-    body, _, mac = token.partition(".")
     assert d.read_token(secret, body[:-2] + "AA." + mac) is None
     assert d.read_token(secret, "garbage") is None
