@@ -135,6 +135,7 @@ def create_app(
     app.add_routes(analytics_routes.routes)
     app.add_routes(results_routes.routes)
     app.add_routes(console_routes.routes)
+    app.add_routes(console_routes.page_routes)
     ops.add_static(app)
     if settings.bench_ceiling_route:
         ops.add_bench_routes(app)

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from aiohttp import web
 
+from segserver.api import console as m
 from segserver.errors import ValidationError
 from segserver.flows.console import MAX_POINTS, Console
 from segserver.flows.pageview import MAX_PLACEMENTS
 from segserver.flows.winners import Winners
 from segserver.http.keys import SERVICES
-from segserver.http.request import json_body, json_response, now
+from segserver.http.request import body_of, json_response, now
 from segserver.jobs.history import DAY
 from segserver.wiring import Services
 
@@ -26,7 +27,9 @@ S = "/v1/admin/sites/{site}"
 # KB, local), so an upgrade never serves a stale mix of modules.
 _CACHE = {"Cache-Control": "no-cache"}
 
+#: The API (documented in /openapi.json, segserver/http/operations.py) and the page.
 routes = web.RouteTableDef()
+page_routes = web.RouteTableDef()
 
 
 def _console(services: Services) -> Console:
@@ -56,17 +59,17 @@ def _number(request: web.Request, name: str, default: float, lo: float, hi: floa
 # -- the page ---------------------------------------------------------------------------
 
 
-@routes.get("/admin")
+@page_routes.get("/admin")
 async def admin_root(_: web.Request) -> web.Response:
     raise web.HTTPFound("/admin/")
 
 
-@routes.get("/admin/")
+@page_routes.get("/admin/")
 async def admin_index(_: web.Request) -> web.FileResponse:
     return web.FileResponse(ADMIN_DIR / "index.html", headers=_CACHE)
 
 
-@routes.get("/admin/{path:[a-z0-9_/-]+\\.(js|css|html|svg|txt)}")
+@page_routes.get("/admin/{path:[a-z0-9_/-]+\\.(js|css|html|svg|txt)}")
 async def admin_file(request: web.Request) -> web.FileResponse:
     """A file of the page; names are lower-case paths inside segserver/admin/ only."""
     rel = request.match_info["path"]
@@ -100,10 +103,9 @@ async def sizes(request: web.Request) -> web.Response:
 @routes.post(S + "/rules/check")
 async def check_rule(request: web.Request) -> web.Response:
     """`{"rule"}` or `{"text"}` (+ `segment` being edited) → both forms, or 422."""
+    body = await body_of(request, m.RuleCheckIn)
     console = _console(request.app[SERVICES])
-    return json_response(
-        await console.check_rule(request.match_info["site"], await json_body(request))
-    )
+    return json_response(await console.check_rule(request.match_info["site"], body))
 
 
 @routes.get(S + "/winners")

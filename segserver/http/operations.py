@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from segserver.api import analytics as an
 from segserver.api import catalogue as cat
+from segserver.api import console as co
 from segserver.api import public as pub
 from segserver.api import sites as st
 from segserver.auth import Role
@@ -154,6 +155,29 @@ OPS: list[Op] = [
     # results
     Op("GET", S + "/campaigns/{id}/results", V, "A campaign's results and lift",
        "campaigns", None, 200, an.Results),
+    # what the admin page adds (segserver/http/console_routes.py, docs/admin.md)
+    Op("GET", S + "/schema", V, "Attributes and segments a rule may use (auto-complete)",
+       "admin page", None, 200, co.SchemaOut),
+    Op("GET", S + "/sizes", V, "Every segment's size now and its size history", "admin page",
+       None, 200, co.SizesOut,
+       query=(Param("since", {"type": "number", "minimum": 0},
+                    "epoch seconds (default: 30 days ago)"),
+              Param("points", {"type": "integer", "minimum": 2, "maximum": 200},
+                    "points per history, thinned evenly (default 30)"))),
+    Op("POST", S + "/rules/check", V, "Check a rule and convert it between JSON and text",
+       "admin page", co.RuleCheckIn, 200, co.RuleCheckOut, errors=(422,),
+       description="Writes nothing. A rule that does not compile is 422 with its JSON path "
+       "(rule.all[1].value: ...) or its text position (text[12]: ...)."),
+    Op("GET", S + "/winners", V, "Which campaign wins for which segment", "admin page", None,
+       200, co.WinnersOut,
+       description="Counted on stored membership by audience and priority; caps, holdouts "
+       "and exclusive groups across placements are decided per visitor when served."),
+    Op("GET", S + "/visitors/{visitor}/explain", V,
+       "A page view's segments and decisions now, and why (records nothing)", "admin page",
+       None, 200, co.ExplainOut,
+       query=(Param("placements", _STR, "placement ids, comma separated (default: all)"),)),
+    Op("GET", S + "/visitors/{visitor}/history", V, "A visitor's membership history",
+       "admin page", None, 200, co.HistoryOut),
     # operations
     Op("GET", "/healthz", OPEN, "The process is up", "operations", None, 200, None),
     Op("GET", "/readyz", OPEN, "Redis answers and scripts are loaded", "operations", None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.admin import (
+    RECORDED,
     admin_status,
     dismiss_popup,
     go,
@@ -429,19 +431,42 @@ def test_campaign_order_with_the_keyboard(admin: Any, demo_server: DemoServer) -
     assert demo_server.admin("GET", "/campaigns/demo_welcome")["priority"] == 10
 
 
-def test_the_page_made_only_requests_the_api_has(admin: Any) -> None:
-    """Every request the page sent during these journeys is an operation of the API
-    (tests/e2e/admin.py records them); the list is printed for the report."""
-    from tests.e2e.admin import RECORDED
+def test_a_viewer_token_sees_everything_and_cannot_save(
+    browser: Any, demo_server: DemoServer, tmp_path: Path
+) -> None:
+    made = demo_server.admin("POST", "/tokens", {"name": "e2e viewer", "role": "viewer"})
+    ctx, page = open_admin(browser, demo_server, token=made["token"])
+    assert page.locator(".role").inner_text().lower() == "viewer"
+    assert page.get_by_role("link", name="New segment").count() == 0
+    go(page, demo_server, "segments/cart_abandoners")
+    page.locator("#preview-count:text-matches('visitors$')").wait_for()  # reads work
+    for name in ("Save draft", "Save (active)", "Archive"):
+        expect(page.get_by_role("button", name=name)).to_be_disabled()
+    page.get_by_text("Read only: a viewer token changes nothing.").wait_for()
+    screenshot(page, tmp_path, "viewer-read-only")
+    # the server refuses it anyway, and the page's client reports its error body
+    refused = page.evaluate("""() => import('/admin/js/api.js').then((api) =>
+        api.call('updateSegment', {segment: 'cart_abandoners'}, {body: {version: 1}})
+           .then(() => null, (e) => [e.status, e.code]))""")
+    assert refused == [403, "insufficient_role"]
+    go(page, demo_server, "campaigns")
+    assert page.get_by_role("button", name=re.compile("^Move ")).count() == 0
+    go(page, demo_server, "visitors/e2e-seed-0")
+    assert page.get_by_role("button", name="Erase (GDPR)").count() == 0
+    go(page, demo_server, "ops")
+    assert page.get_by_role("button", name="Create token").count() == 0
+    ctx.close()
+    demo_server.admin("DELETE", f"/tokens/{made['id']}")
 
-    routes = json.loads(
-        admin.evaluate("import('/admin/js/api.js').then(m => JSON.stringify(m.ROUTES))")
-    )
-    templates = [
-        (m, re.compile("^" + re.sub(r"\{[a-z_]+\}", "[^/]+", p) + "$")) for m, p in routes.values()
-    ]
-    assert RECORDED.seen
-    unknown = [
-        (m, p) for m, p in RECORDED.seen if not any(m == tm and t.match(p) for tm, t in templates)
-    ]
+
+def test_the_page_made_only_requests_the_spec_has(admin: Any, demo_server: DemoServer) -> None:
+    """Every request the pages sent during these journeys (tests/e2e/admin.py records
+    them) is an operation of /openapi.json."""
+    with urllib.request.urlopen(f"{demo_server.origin}/openapi.json", timeout=10) as resp:
+        spec = json.loads(resp.read())
+    operations = [(m.upper(), re.compile("^" + re.sub(r"\{[a-z_]+\}", "[^/]+", p) + "$"))
+                  for p, item in spec["paths"].items() for m in item]  # fmt: skip
+    assert len(RECORDED.seen) > 50
+    unknown = {(m, p) for m, p in RECORDED.seen
+               if not any(m == om and o.match(p) for om, o in operations)}  # fmt: skip
     assert not unknown, unknown

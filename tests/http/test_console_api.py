@@ -4,6 +4,8 @@ which segment, a visitor's read-only explain and history; and /admin's files."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +15,10 @@ from aiohttp.test_utils import TestClient
 from segserver.cli import admin_url
 from segserver.config import load_settings
 from segserver.http.keys import SERVICES
+from segserver.http.openapi import document
+from segserver.http.operations import BY_ROUTE
 from segserver.wiring import Services
-from tests.conftest import Clock, admin_headers, snapshot
+from tests.conftest import ADMIN_TOKEN, Clock, admin_headers, snapshot
 
 Client = TestClient[Any, Any]
 S = "/v1/admin/sites/shop"
@@ -39,7 +43,7 @@ async def admin(client: Client, method: str, path: str, body: Any = None, status
 @pytest_asyncio.fixture
 async def shop(client: Client, site: dict[str, Any]) -> dict[str, set[str]]:
     """24 visitors through the public API and 3 active segments; their members."""
-    key = {"X-Segserver-Key": site["site_key"]}
+    key = {"Authorization": f"Bearer {site['server_key']}"}  # purchases are trusted events
     want: dict[str, set[str]] = {sid: set() for sid in RULES}
     for i in range(24):
         vid = f"v{i}"
@@ -325,8 +329,43 @@ async def test_the_page_is_served_at_admin(client: Client) -> None:
 
 
 def test_serve_prints_the_admin_url_with_the_token_in_its_fragment() -> None:
-    local = load_settings(host="0.0.0.0", port=8080, admin_token="t0ken")
-    assert admin_url(local, True) == "http://127.0.0.1:8080/admin/#token=t0ken"
+    local = load_settings(host="0.0.0.0", port=8080, admin_token=ADMIN_TOKEN)
+    assert admin_url(local, True) == f"http://127.0.0.1:8080/admin/#token={ADMIN_TOKEN}"
     assert admin_url(local, False) == "http://127.0.0.1:8080/admin/"
-    v6 = load_settings(host="::1", port=9000, admin_token="t0ken")
+    v6 = load_settings(host="::1", port=9000, admin_token=ADMIN_TOKEN)
     assert admin_url(v6, False) == "http://[::1]:9000/admin/"
+
+
+API_JS = Path(__file__).resolve().parents[2] / "segserver" / "admin" / "js" / "api.js"
+
+
+def page_routes() -> dict[str, tuple[str, str]]:
+    """The page's ROUTES table (segserver/admin/js/api.js): name → (method, path)."""
+    text = API_JS.read_text()
+    table = text[text.index("export const ROUTES = {") : text.index("};")]
+    found = re.findall(r'^\s+(\w+): \["(GET|POST|PUT|PATCH|DELETE)", "([^"]+)"\],$', table, re.M)
+    assert len(found) == table.count("["), "a ROUTES line the test cannot read"
+    return {name: (method, path) for name, method, path in found}
+
+
+def test_every_request_of_the_page_is_an_operation_of_the_spec() -> None:
+    """api.js is the page's only door to the server (the e2e tests check the requests
+    the browser actually sends against the same spec)."""
+    routes = page_routes()
+    assert len(routes) >= 50
+    paths = document()["paths"]
+    for name, (method, path) in routes.items():
+        assert method.lower() in paths.get(path, {}), f"{name}: {method} {path} is not in the spec"
+    # what the page hides from a role is what the spec says that role may not do
+    roles = {name: BY_ROUTE[route].access for name, route in routes.items()}
+    reads = {n for n, (m, _) in routes.items() if m == "GET" and n != "tokens"} | {"checkRule", "preview",
+                                                                    "query", "overlap"}  # fmt: skip
+    assert {n for n, r in roles.items() if r.label == "viewer"} == reads
+    assert {n for n, r in roles.items() if r.label == "admin"} == {
+        "rotateKey",
+        "rotateServerKey",
+        "tokens",
+        "createToken",
+        "revokeToken",
+        "eraseVisitor",
+    }

@@ -230,6 +230,7 @@ def test_the_spec_is_served_and_covers_every_route() -> None:
     for mod in (app_module.admin, app_module.public, app_module.segments_routes,
                 app_module.decisions_routes, app_module.analytics_routes, app_module.jobs_routes,
                 app_module.triggers_routes, app_module.results_routes, app_module.openapi,
+                app_module.console_routes,
                 app_module.ops):  # fmt: skip
         app.add_routes(mod.routes)
     served = {(r.method, r.resource.canonical) for r in app.router.routes()

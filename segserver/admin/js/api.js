@@ -9,6 +9,10 @@ export const ROUTES = {
   sites: ["GET", "/v1/admin/sites"],
   site: ["GET", "/v1/admin/sites/{site}"],
   rotateKey: ["POST", "/v1/admin/sites/{site}/rotate-key"],
+  rotateServerKey: ["POST", "/v1/admin/sites/{site}/rotate-server-key"],
+  tokens: ["GET", "/v1/admin/sites/{site}/tokens"],
+  createToken: ["POST", "/v1/admin/sites/{site}/tokens"],
+  revokeToken: ["DELETE", "/v1/admin/sites/{site}/tokens/{id}"],
   policy: ["PUT", "/v1/admin/sites/{site}/policy"],
   schema: ["GET", "/v1/admin/sites/{site}/schema"],
   sizes: ["GET", "/v1/admin/sites/{site}/sizes"],
@@ -54,6 +58,7 @@ export const ROUTES = {
   redrive: ["POST", "/v1/admin/sites/{site}/triggers/dead-letters/redrive"],
   visitor: ["GET", "/v1/admin/sites/{site}/visitors/{visitor}"],
   eraseVisitor: ["DELETE", "/v1/admin/sites/{site}/visitors/{visitor}"],
+  exportVisitor: ["GET", "/v1/admin/sites/{site}/visitors/{visitor}/export"],
   explain: ["GET", "/v1/admin/sites/{site}/visitors/{visitor}/explain"],
   visitorHistory: ["GET", "/v1/admin/sites/{site}/visitors/{visitor}/history"],
 };
@@ -128,12 +133,6 @@ export async function call(name, params = {}, { query, body, csv, as = "json" } 
 /** Sign in: who the token is (role and site). A token the server refuses throws. */
 export async function whoami(token) {
   configure({ token });
-  try {
-    const who = await call("whoami");
-    return { role: who.role, site: who.site || null };
-  } catch (err) {
-    if (err.status !== 404) throw err;
-    // A server without /v1/admin/whoami has only the root token: prove it works.
-    return { role: "root", site: null, sites: (await call("sites")).sites };
-  }
+  const who = await call("whoami");
+  return { role: who.role, site: who.site || null };
 }

@@ -43,7 +43,7 @@ async function signIn(token, preferredSite) {
   const who = await whoami(token);
   let sites = [];
   if (who.site) sites = [who.site];
-  else sites = who.sites || (await call("sites")).sites || [];
+  else sites = (await call("sites")).sites || [];
   const site = who.site || (sites.includes(preferredSite) ? preferredSite : sites.includes("demo") ? "demo" : sites[0]);
   configure({ token, role: who.role, site: site || "" });
   save({ token, site });

@@ -12,6 +12,7 @@ export async function render(main) {
     h("section", { class: "card", "aria-labelledby": "jobs-title" }, h("h2", { id: "jobs-title" }, "Jobs"), canEdit() ? h("button", { type: "button", onclick: recompute }, "Recompute membership now") : null, jobsBox),
     triggersCard(triggers.triggers, dead),
     keysCard(site),
+    await tokensCard(),
     policyCard(site),
   );
   let timer = null;
@@ -154,11 +155,14 @@ function triggerRow(t) {
 
 function keysCard(site) {
   const key = h("code", { id: "site-key" }, site.site_key);
-  const rotate = async () => {
-    if (!(await confirmDialog("Rotate the public site key?", "Pages that still use the old key stop getting decisions until they use the new one.", "Rotate"))) return;
+  const secret = h("p", { role: "status", id: "server-key-shown" });
+  const rotate = (name, title, body) => async () => {
+    if (!(await confirmDialog(title, body, "Rotate"))) return;
     try {
-      key.textContent = (await call("rotateKey")).site_key;
-      announce("Site key rotated");
+      const out = await call(name);
+      if (name === "rotateKey") key.textContent = out.site_key;
+      else secret.replaceChildren("The new server key, shown this once (put it in the shop's back end): ", h("code", {}, out.server_key));
+      announce("Key rotated");
     } catch (err) {
       showError(err);
     }
@@ -167,9 +171,73 @@ function keysCard(site) {
     "section",
     { class: "card", "aria-labelledby": "keys-title" },
     h("h2", { id: "keys-title" }, "Keys"),
-    h("dl", { class: "kv" }, h("dt", {}, "Site"), h("dd", {}, `${site.name} (${site.id})`), h("dt", {}, "Public site key"), h("dd", {}, key), h("dt", {}, "Allowed origins"), h("dd", {}, site.origins.join(", ") || "none")),
-    canAdmin() ? h("div", { class: "actions" }, h("button", { type: "button", onclick: rotate }, "Rotate the site key")) : null,
+    h(
+      "dl",
+      { class: "kv" },
+      h("dt", {}, "Site"),
+      h("dd", {}, `${site.name} (${site.id})`),
+      h("dt", {}, "Public site key"),
+      h("dd", {}, key),
+      h("dt", {}, "Server key"),
+      h("dd", {}, site.has_server_key ? "set (secret: shown only when made)" : "none"),
+      h("dt", {}, "Allowed origins"),
+      h("dd", {}, site.origins.join(", ") || "none"),
+    ),
+    canAdmin()
+      ? h(
+          "div",
+          { class: "actions" },
+          h("button", { type: "button", onclick: rotate("rotateKey", "Rotate the public site key?", "Pages that still use the old key stop getting decisions until they use the new one.") }, "Rotate the site key"),
+          h("button", { type: "button", onclick: rotate("rotateServerKey", "Rotate the server key?", "The shop's back end must use the new key: the old one stops working at once.") }, "Rotate the server key"),
+        )
+      : null,
+    secret,
   );
+}
+
+/** Per-site admin tokens (admin role): who may read or change this site. */
+async function tokensCard() {
+  const box = h("section", { class: "card", "aria-labelledby": "tokens-title" }, h("h2", { id: "tokens-title" }, "Admin tokens"));
+  if (!canAdmin()) return box.append(h("p", { class: "muted" }, "Tokens are managed with the admin role.")), box;
+  const rows = h("tbody");
+  const row = (t) => {
+    const tr = h("tr", { dataset: { token: t.id } }, h("td", {}, t.name), h("td", {}, t.role), h("td", {}, when(t.created_at)));
+    const revoke = async () => {
+      if (!(await confirmDialog("Revoke this token?", `${t.name} (${t.role}) stops working at once.`, "Revoke"))) return;
+      try {
+        await call("revokeToken", { id: t.id }, { as: "none" });
+        tr.remove();
+      } catch (err) {
+        showError(err);
+      }
+    };
+    tr.append(h("td", {}, h("button", { type: "button", class: "danger", onclick: revoke }, "Revoke")));
+    return tr;
+  };
+  try {
+    rows.append(...(await call("tokens")).tokens.map(row));
+  } catch (err) {
+    showError(err);
+  }
+  const name = h("input", { required: true, dataset: { path: "name" } });
+  const role = h("select", { dataset: { path: "role" } }, options([["viewer", "viewer: reads everything, changes nothing"], ["editor", "editor: changes the catalogue"], ["admin", "admin: also keys, tokens, erasure"]], "viewer"));
+  const made = h("p", { role: "status", id: "token-made" });
+  const create = async (e) => {
+    e.preventDefault();
+    try {
+      const t = await call("createToken", {}, { body: { name: name.value.trim(), role: role.value } });
+      made.replaceChildren(`Token for ${t.name} (${t.role}), shown this once: `, h("code", {}, t.token));
+      rows.append(row(t));
+    } catch (err) {
+      showError(err);
+    }
+  };
+  box.append(
+    h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["Name", "Role", "Created", ""].map((t) => h("th", { scope: "col" }, t)))), rows)),
+    h("form", { class: "toolbar", onsubmit: create }, field("Name", name), field("Role", role), h("button", { type: "submit" }, "Create token")),
+    made,
+  );
+  return box;
 }
 
 function policyCard(site) {

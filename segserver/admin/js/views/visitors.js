@@ -32,7 +32,15 @@ export async function render(main, vid) {
     throw err;
   }
   const rules = Object.fromEntries(segments.segments.map((s) => [s.id, s]));
-  const exportIt = () => download(new Blob([JSON.stringify({ profile, explain: why, history }, null, 2)], { type: "application/json" }), `visitor-${vid}.json`);
+  const exportIt = async () => {
+    try {
+      const everything = await call("exportVisitor", { visitor: vid });
+      download(new Blob([JSON.stringify(everything, null, 2)], { type: "application/json" }), `visitor-${vid}.json`);
+      announce(`Exported everything stored about ${vid}`);
+    } catch (err) {
+      showError(err);
+    }
+  };
   const erase = async () => {
     if (!(await confirmDialog("Erase this visitor?", `Every trace of ${vid} is removed from this site: profile, membership, history, caps. This cannot be undone.`, "Erase"))) return;
     try {
