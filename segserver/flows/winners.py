@@ -76,7 +76,9 @@ class Winners:
 
     async def count(self, ctx: SiteContext, expr: Expr) -> int:
         compiled = compile_expression(ctx, expr)
-        done = await self.analytics.store.combine(ctx.site.id, compiled.leaves, compiled.program, 0)
+        done = await self.analytics.store.combine(
+            ctx.site.id, compiled.leaves, compiled.program, 0, keep=False
+        )
         return done.count
 
     async def table(self, ctx: SiteContext, now: float) -> dict[str, Any]:

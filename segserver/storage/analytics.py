@@ -94,9 +94,12 @@ class AnalyticsStore:
         return [int(v or 0) for v in raw[0::2]], [int(v) for v in raw[1::2]]
 
     async def combine(
-        self, site: str, leaves: Sequence[int], program: Sequence[Instruction], sample: int
-    ) -> Combined:
-        """Run a compiled set expression in every shard (one script call each)."""
+        self, site: str, leaves: Sequence[int], program: Sequence[Instruction], sample: int,
+        *, keep: bool = True,
+    ) -> Combined:  # fmt: skip
+        """Run a compiled set expression in every shard (one script call each). With
+        `keep=False` (a caller that wants only the count) its result keys are deleted at
+        once rather than left to expire (the admin page's who-wins table runs dozens)."""
         token = secrets.token_hex(6)
         n_leaves = len(leaves)
         calls = []
@@ -113,6 +116,10 @@ class AnalyticsStore:
         results = [await self.scripts.call("combine_segments", k, a) for k, a in calls]
         count = sum(int(r[0]) for r in results)
         picked = [(shard, int(o)) for shard, r in enumerate(results) for o in r[1:]]
+        if not keep:
+            await self._pipe(lambda pipe: [pipe.delete(*k[1 + n_leaves :]) for k, _ in calls],
+                             "deleting set-expression results")  # fmt: skip
+            return Combined(count, picked, [])
         return Combined(count, picked, [k[-1] for k, _ in calls])
 
     async def overlap(self, site: str, slots: Sequence[int]) -> npt.NDArray[np.int64]:

@@ -156,7 +156,7 @@ async def test_rules_check_converts_both_forms_and_names_the_path(
 
 
 async def test_winners_count_eligible_wins_and_who_took_the_rest(
-    client: Client, shop: dict[str, set[str]]
+    client: Client, shop: dict[str, set[str]], settings: Any
 ) -> None:
     await admin(client, "POST", f"{S}/placements", {"id": "hero", "kind": "banner"}, status=201)
     await admin(
@@ -187,7 +187,9 @@ async def test_winners_count_eligible_wins_and_who_took_the_rest(
     )
     await admin(client, "POST", f"{S}/campaigns", campaign("low", 10, ["de"]), status=201)
     await admin(client, "POST", f"{S}/campaigns", campaign("drafty", 5, ["draft_one"]), status=201)
+    before = snapshot(settings.redis_url, settings.key_prefix)
     out = (await admin(client, "GET", f"{S}/winners"))["placements"]["hero"]
+    assert snapshot(settings.redis_url, settings.key_prefix) == before  # no result keys left
 
     buyers, de, fans = shop["buyers"], shop["de"], shop["fans"]
     mid = (de | fans) - buyers
