@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     quota_sync_seconds: float = Field(1.0, ge=0, le=60)
     max_dictionary_codes: int = Field(10_000, ge=16, le=10_000_000)
     expired_sweep_per_second: int = Field(5_000, ge=0, le=1_000_000)
+    expired_sweep_rest_seconds: float = Field(300.0, ge=0, le=86400)
     max_body_bytes: int = Field(262144, ge=1024, le=64 * 1024 * 1024)
     max_events_per_request: int = Field(100, ge=1, le=10_000)
     max_string_length: int = Field(256, ge=8, le=65536)
