@@ -8,9 +8,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from segserver.bench.numpy_eval import evaluate_numpy
 from segserver.engine import SegmentDef, build_program, evaluate, evaluate_batch, next_change
 from segserver.engine import reference as twin
-from segserver.engine.numpy_eval import evaluate_numpy
 from segserver.profile.schema import DAY_SECONDS, Schema
 from segserver.profile.vocabulary import Vocabulary
 

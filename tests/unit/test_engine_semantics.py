@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from segserver.bench.features import build_features
 from segserver.dsl.text import to_text
 from segserver.dsl.validate import instant
 from segserver.engine import SegmentDef, build_program, evaluate, evaluate_batch, members
 from segserver.engine import reference as twin
-from segserver.engine.profiles import build_features
 from segserver.profile.schema import Schema
 from segserver.profile.vocabulary import Vocabulary
 
