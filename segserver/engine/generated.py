@@ -90,7 +90,7 @@ def _import(path: Path, digest: str) -> Any:
             del sys.modules[name]
             raise
     run = module.run
-    jitcache.attach(run)
+    jitcache.attach(run, follow_root=False)
     return run
 
 

@@ -143,14 +143,15 @@ class KernelCache(FunctionCache):
 _attached: list[Any] = []
 
 
-def attach(dispatcher: Any) -> None:
-    """Give `dispatcher` the content-keyed cache (and re-point it after `use_root`)."""
+def attach(dispatcher: Any, *, follow_root: bool = True) -> None:
+    """Give `dispatcher` the content-keyed cache; with `follow_root`, `use_root` re-points
+    it (the engine's kernels; a generated kernel stays with the file it came from)."""
     try:
         dispatcher._cache = KernelCache(dispatcher.py_func)  # type: ignore[no-untyped-call]
     except (OSError, RuntimeError) as exc:  # no usable directory: compile in memory
         log.warning("no kernel cache for %s: %s", dispatcher.py_func.__qualname__, exc)
         dispatcher._cache = NullCache()
-    if dispatcher not in _attached:
+    if follow_root and dispatcher not in _attached:
         _attached.append(dispatcher)
 
 
