@@ -72,7 +72,12 @@ def next_change(program: Program, features: F64, now: float) -> float:
         return math.inf
     if features.shape[0] < program.n_features:
         raise ValueError("next_change: features shorter than the layout")
-    return float(timing.next_change(program.code, program.consts, features, float(now)))
+    ages, annivs, windows = program.time_tests
+    return float(
+        timing.next_change(
+            program.code, program.consts, ages, annivs, windows, features, float(now)
+        )
+    )
 
 
 def next_change_batch(program: Program, block: F64, now: float, out: F64) -> None:
@@ -87,7 +92,10 @@ def next_change_batch(program: Program, block: F64, now: float, out: F64) -> Non
     if not program.has_time:
         out[:] = math.inf
         return
-    timing.next_change_batch(program.code, program.consts, block, float(now), out)
+    ages, annivs, windows = program.time_tests
+    timing.next_change_batch(
+        program.code, program.consts, ages, annivs, windows, block, float(now), out
+    )
 
 
 def evaluate_batch(
@@ -193,6 +201,7 @@ _C2_RO = nt.Array(nt.float64, 2, "C", readonly=True)
 _F32_2 = nt.Array(nt.float32, 2, "C")
 _F32_2_RO = nt.Array(nt.float32, 2, "C", readonly=True)
 _CODE = nt.Array(nt.int64, 2, "C")
+_ROWS = nt.Array(nt.int64, 1, "C")
 _CONSTS = nt.Array(nt.float64, 1, "C")
 _OUT1 = nt.Array(nt.uint64, 1, "C")
 _OUT2 = nt.Array(nt.uint64, 2, "C")
@@ -209,10 +218,10 @@ DISPATCHERS = kernels.DISPATCHERS + batch.DISPATCHERS + timing.DISPATCHERS + gen
 SIGNATURES: tuple[tuple[Any, tuple[Any, ...]], ...] = (
     (kernels.eval_single, (_CODE, _CONSTS, _C1, nt.float64, _OUT1)),
     (kernels.eval_single, (_CODE, _CONSTS, _C1_RO, nt.float64, _OUT1)),
-    (timing.next_change, (_CODE, _CONSTS, _C1, nt.float64)),
-    (timing.next_change, (_CODE, _CONSTS, _C1_RO, nt.float64)),
-    (timing.next_change_batch, (_CODE, _CONSTS, _C2, nt.float64, _C1)),
-    (timing.next_change_batch, (_CODE, _CONSTS, _C2_RO, nt.float64, _C1)),
+    (timing.next_change, (_CODE, _CONSTS, _ROWS, _ROWS, _ROWS, _C1, nt.float64)),
+    (timing.next_change, (_CODE, _CONSTS, _ROWS, _ROWS, _ROWS, _C1_RO, nt.float64)),
+    (timing.next_change_batch, (_CODE, _CONSTS, _ROWS, _ROWS, _ROWS, _C2, nt.float64, _C1)),
+    (timing.next_change_batch, (_CODE, _CONSTS, _ROWS, _ROWS, _ROWS, _C2_RO, nt.float64, _C1)),
     (batch.eval_batch, (_CODE, _CONSTS, _C2, nt.float64, _OUT2)),
     (batch.eval_batch, (_CODE, _CONSTS, _C2_RO, nt.float64, _OUT2)),
     (genlib.window_block, (_F32_2_RO, _I, _I, _I, _I, _I, _I, _C1)),

@@ -58,6 +58,10 @@ class Program:
     generation: int  # the vocabulary generation compiled against
     watch: Mapping[str, int] = field(default_factory=dict)  # attr → vocabulary size seen
     has_time: bool = False  # any time condition (within, windows, ...)?
+    #: Rows of the distinct time tests, by kind (age, anniversary, window): the rows
+    #: `next_change` visits. Segments often repeat a test ("page views in 7 days >= 5");
+    #: its next change is the same, so it is worked out once.
+    time_tests: tuple[npt.NDArray[np.int64], ...] = field(default_factory=tuple)
 
     def is_stale(self, vocab: Vocabulary) -> bool:
         """True when `vocab` gained values that a string operator of this program may match."""
@@ -129,7 +133,32 @@ def build_program(segments: Sequence[SegmentDef], layout: Layout, vocab: Vocabul
         generation=vocab.generation,
         watch=dict(lowering.watch),
         has_time=lowering.has_time,
+        time_tests=_time_tests(code, consts),
     )
+
+
+#: Constants that define a time test's next change, per opcode (see `abi`).
+_TIME_CONSTS = {abi.OP_AGE: 1, abi.OP_ANNIV: 0, abi.OP_WINDOW: 3, abi.OP_WINDOW_REF: 6}
+
+
+def _time_tests(
+    code: npt.NDArray[np.int64], consts: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.int64], ...]:
+    """(age rows, anniversary rows, window rows), one row per distinct test."""
+    seen: set[tuple[object, ...]] = set()
+    kinds: dict[int, list[int]] = {abi.OP_AGE: [], abi.OP_ANNIV: [], abi.OP_WINDOW: []}
+    for pc, row in enumerate(code.tolist()):
+        op = row[abi.OP]
+        if op not in _TIME_CONSTS:
+            continue
+        b = row[abi.B]
+        # an age test changes at x + seconds whether it is `within` or `older_than`
+        cmp = -1 if op == abi.OP_AGE else row[abi.CMP]
+        key = (op, cmp, row[abi.A], row[abi.C], row[abi.D], *consts[b : b + _TIME_CONSTS[op]])
+        if key not in seen:
+            seen.add(key)
+            kinds[abi.OP_WINDOW if op == abi.OP_WINDOW_REF else op].append(pc)
+    return tuple(np.array(rows, dtype=np.int64) for rows in kinds.values())
 
 
 def _dependency_order(ids: list[str], trees: Mapping[str, n.Node]) -> list[int]:

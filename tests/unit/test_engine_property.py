@@ -337,3 +337,30 @@ def test_generated_code_agrees_with_the_twin(
         evaluate_batch(program, tiled, t, out, parallel=True)
         assert (out == np.tile(expected, (13, 1))).all()
         assert (evaluate_numpy(program, block, t) == expected).all()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    rules=st.lists(rule(0), min_size=1, max_size=3),
+    now=st.integers(-3 * 86400, 3 * 86400),
+)
+def test_next_change_with_fractional_and_huge_window_counts(
+    data: st.DataObject, rules: list[dict[str, Any]], now: int
+) -> None:
+    # Whole-number rings take the running-sum path of timing.window_sums_ahead; these
+    # (amounts, tiny and huge values, a negative zero) take the day-by-day sums.
+    t = NOW0 + now
+    program = build_program([SegmentDef(f"s{i}", r) for i, r in enumerate(rules)], LAYOUT, _vocab())
+    f = data.draw(profiles(t))
+    f32 = f.view(np.float32)
+    values = st.sampled_from([0.1, 2.5, 1e-7, 3e9, -0.0, 7.0, 1e30, 0.3])
+    for name in WINDOWED:
+        wi = LAYOUT[name].window_index
+        assert wi is not None
+        for slot in data.draw(st.lists(st.integers(0, 34), max_size=10)):
+            f32[wi + 1 + slot] = data.draw(values)
+    assert next_change(program, f, t) == twin.next_change(program, f, t)
+    changes = np.zeros(2)
+    next_change_batch(program, np.stack([f, f]), t, changes)
+    assert changes.tolist() == [twin.next_change(program, f, t)] * 2
