@@ -28,7 +28,16 @@ import numpy as np
 import numpy.typing as npt
 from numba import types as nt
 
-from segserver.engine import batch, generated, genlib, jitcache, kernels, reference, timing
+from segserver.engine import (
+    batch,
+    generated,
+    genlib,
+    jitcache,
+    kernels,
+    reference,
+    timing,
+    wide,
+)
 from segserver.engine.abi import BLOCK
 from segserver.engine.compiler import Program, SegmentDef, build_program, compile_rule
 
@@ -51,6 +60,7 @@ __all__ = [
 F64 = npt.NDArray[np.float64]
 U64 = npt.NDArray[np.uint64]
 _eval_single = kernels.eval_single
+_eval_wide = wide.eval_wide
 
 
 def evaluate(program: Program, features: F64, now: float, out: U64) -> None:
@@ -63,7 +73,12 @@ def evaluate(program: Program, features: F64, now: float, out: U64) -> None:
     # checks here (the wrapper measured 0.17 µs over the bare kernel call, 0.10 now).
     if len(features) < program.n_features or len(out) < program.words:
         raise ValueError("evaluate: features shorter than the layout or out too small")
-    _eval_single(program.code, program.consts, features, float(now), out)
+    t = program.wide
+    if t is None:
+        _eval_single(program.code, program.consts, features, float(now), out)
+    else:  # hundreds of segments: the branch-free kernel (engine/wide.py)
+        _eval_wide(program.code, program.consts, t.kind, t.row, t.a, t.k, t.i, t.tag_sets,
+                   t.prop, t.specs, features, float(now), out)  # fmt: skip
 
 
 def next_change(program: Program, features: F64, now: float) -> float:
@@ -202,6 +217,7 @@ _F32_2 = nt.Array(nt.float32, 2, "C")
 _F32_2_RO = nt.Array(nt.float32, 2, "C", readonly=True)
 _CODE = nt.Array(nt.int64, 2, "C")
 _ROWS = nt.Array(nt.int64, 1, "C")
+_WIDE = (_ROWS, _ROWS, _ROWS, _C2, _CODE, _CODE, _ROWS, nt.int64)  # kind .. specs
 _CONSTS = nt.Array(nt.float64, 1, "C")
 _OUT1 = nt.Array(nt.uint64, 1, "C")
 _OUT2 = nt.Array(nt.uint64, 2, "C")
@@ -210,7 +226,10 @@ _I = nt.int64
 _F = nt.float64
 
 #: Every Numba dispatcher of the engine.
-DISPATCHERS = kernels.DISPATCHERS + batch.DISPATCHERS + timing.DISPATCHERS + genlib.DISPATCHERS
+DISPATCHERS = (
+    kernels.DISPATCHERS + batch.DISPATCHERS + timing.DISPATCHERS + genlib.DISPATCHERS
+    + wide.DISPATCHERS
+)  # fmt: skip
 
 #: Every signature the wrappers call (features from a bytes view are read-only), and
 #: the helpers generated code calls (compiled here once, so a generated kernel's
@@ -218,6 +237,8 @@ DISPATCHERS = kernels.DISPATCHERS + batch.DISPATCHERS + timing.DISPATCHERS + gen
 SIGNATURES: tuple[tuple[Any, tuple[Any, ...]], ...] = (
     (kernels.eval_single, (_CODE, _CONSTS, _C1, nt.float64, _OUT1)),
     (kernels.eval_single, (_CODE, _CONSTS, _C1_RO, nt.float64, _OUT1)),
+    (wide.eval_wide, (_CODE, _CONSTS, *_WIDE, _C1, nt.float64, _OUT1)),
+    (wide.eval_wide, (_CODE, _CONSTS, *_WIDE, _C1_RO, nt.float64, _OUT1)),
     (timing.next_change, (_CODE, _CONSTS, _ROWS, _ROWS, _ROWS, _C1, nt.float64)),
     (timing.next_change, (_CODE, _CONSTS, _ROWS, _ROWS, _ROWS, _C1_RO, nt.float64)),
     (timing.next_change_batch, (_CODE, _CONSTS, _ROWS, _ROWS, _ROWS, _C2, nt.float64, _C1)),

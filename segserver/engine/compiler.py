@@ -18,6 +18,8 @@ from segserver.dsl import nodes as n
 from segserver.dsl.validate import parse_rule
 from segserver.engine import abi
 from segserver.engine.hashing import salt_hash
+from segserver.engine.wide import Tables as WideTables
+from segserver.engine.wide import build_tables
 from segserver.errors import RuleError
 from segserver.profile.schema import H_IDHASH, Layout
 from segserver.profile.vocabulary import Vocabulary
@@ -62,6 +64,9 @@ class Program:
     #: `next_change` visits. Segments often repeat a test ("page views in 7 days >= 5");
     #: its next change is the same, so it is worked out once.
     time_tests: tuple[npt.NDArray[np.int64], ...] = field(default_factory=tuple)
+    #: Tables of the branch-free single-profile kernel for large programs (`wide`);
+    #: None: the short-circuit interpreter evaluates it.
+    wide: WideTables | None = None
 
     def is_stale(self, vocab: Vocabulary) -> bool:
         """True when `vocab` gained values that a string operator of this program may match."""
@@ -134,6 +139,7 @@ def build_program(segments: Sequence[SegmentDef], layout: Layout, vocab: Vocabul
         watch=dict(lowering.watch),
         has_time=lowering.has_time,
         time_tests=_time_tests(code, consts),
+        wide=build_tables(code, consts),
     )
 
 

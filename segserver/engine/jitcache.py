@@ -45,6 +45,7 @@ KERNEL_SOURCES = (
     "engine/batch.py",
     "engine/timing.py",
     "engine/genlib.py",
+    "engine/wide.py",
     "engine/jitcache.py",
     "profile/schema.py",
 )

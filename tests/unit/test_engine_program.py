@@ -317,3 +317,22 @@ def test_an_empty_program_matches_nothing(impl: str) -> None:
     out = np.ones((5, program.words), np.uint64)
     evaluate_batch(program, np.tile(f, (5, 1)), NOW, out)
     assert not out.any()
+
+
+def test_large_programs_take_the_branch_free_kernel_and_agree() -> None:
+    from segserver.bench.eval_sets import generated_segments, make_vocab, random_profiles
+
+    program = build_program(generated_segments(300, 4), LAYOUT, make_vocab())
+    assert program.wide is not None  # > wide.MIN_ROWS rows
+    block = random_profiles(LAYOUT, 60, np.random.default_rng(5))
+    for f in block:
+        want = np.zeros(program.words, np.uint64)
+        twin.evaluate(program, f, NOW, want)
+        got = np.zeros(program.words, np.uint64)
+        evaluate(program, f, NOW, got)
+        assert (got == want).all()
+    # a segment longer than the reach register keeps the short-circuit interpreter
+    long_rule = {"any": [{"attr": "orders", "op": "eq", "value": i} for i in range(70)]}
+    many = [SegmentDef(f"s{i}", {"attr": "orders", "op": "gte", "value": i}) for i in range(600)]
+    assert build_program([*many, SegmentDef("long", long_rule)], LAYOUT, Vocabulary()).wide is None
+    assert build_program(many, LAYOUT, Vocabulary()).wide is not None

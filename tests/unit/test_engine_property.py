@@ -3,6 +3,7 @@ the generated batch code and NumPy agree (bits and next_change)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from segserver.engine import (
     next_change_batch,
 )
 from segserver.engine import reference as twin
+from segserver.engine.wide import build_tables
 from segserver.profile.schema import DAY_SECONDS, Schema
 from segserver.profile.vocabulary import Vocabulary
 
@@ -241,11 +243,16 @@ def test_twin_single_and_batch_agree(
     program = build_program([SegmentDef(f"s{i}", r) for i, r in enumerate(rules)], LAYOUT, _vocab())
     block = np.stack([data.draw(profiles(t)) for _ in range(3)])
     expected = np.zeros((3, program.words), np.uint64)
+    wide = build_tables(program.code, program.consts, min_rows=0)
+    forced = dataclasses.replace(program, wide=wide)  # the large-program kernel, forced
     for i in range(3):
         twin.evaluate(program, block[i], t, expected[i])
         got = np.zeros(program.words, np.uint64)
         evaluate(program, block[i], t, got)
         assert (got == expected[i]).all(), i
+        if wide is not None:  # None: a segment longer than the reach register
+            evaluate(forced, block[i], t, got)
+            assert (got == expected[i]).all(), i
         assert next_change(program, block[i], t) == twin.next_change(program, block[i], t)
     for parallel in (False, True):
         out = np.zeros((3, program.words), np.uint64)
