@@ -109,7 +109,11 @@ def _warm(settings: Settings) -> None:
 
 
 def _warm_cmd(args: argparse.Namespace) -> int:
+    from segserver.engine import jitcache
+
     _warm(_settings(args))
+    for path in jitcache.prune():
+        print(f"segserver: removed kernels of an older version: {path}", flush=True)
     return 0
 
 

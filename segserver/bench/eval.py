@@ -190,9 +190,12 @@ def bench_set(
     res.gen_memory = per_ps(
         cpu_per_call(lambda: evaluate_batch(program, big, NOW, o_big), budget), len(big)
     )
-    wall = time.perf_counter()
-    evaluate_batch(program, big, NOW, o_big, parallel=True)
-    parallel = (time.perf_counter() - wall) * 1e9 / (len(big) * s)
+    walls = []
+    for _ in range(3):  # wall time (threads): the best of three
+        wall = time.perf_counter()
+        evaluate_batch(program, big, NOW, o_big, parallel=True)
+        walls.append(time.perf_counter() - wall)
+    parallel = min(walls) * 1e9 / (len(big) * s)
 
     out(f"  generated code: compiled in {res.compile_s:.1f} s in the worker process "
         f"(ready {waited:.1f} s after the request, while this bench ran), "
@@ -207,7 +210,7 @@ def bench_set(
         f"({res.interp_memory / res.gen_memory:4.1f}×)")  # fmt: skip
     out(f"    NumPy columnar                {res.numpy_cache:8.2f}             "
         f"{np_memory:8.2f} ({len(np_rows):,} rows)")  # fmt: skip
-    out(f"    generated, all {os.cpu_count()} cores (wall)                    {parallel:8.2f}")
+    out(f"    generated, all {os.cpu_count()} cores (wall, best of 3)         {parallel:8.2f}")
     out(f"  next_change: {per_profile * 1e6:.2f} µs per profile called one by one, "
         f"{batched * 1e6:.2f} µs batched ({per_profile / batched:.1f}×)")  # fmt: skip
     return res

@@ -4,9 +4,9 @@
     run = REGISTRY.kernel(program)       # the loaded kernel, or None while not ready
 
 Numba compiling holds the GIL for the whole compile (seconds), so a thread would stall
-the server's event loop; a worker process (spawned, one at a time, fresh per job so it
-holds no memory between jobs) compiles instead and leaves the machine code in the disk
-cache (`jitcache`). This process then only loads it (milliseconds, `jitcache.load_only`,
+the server's event loop; a worker process (spawned, one at a time, stopped when no job
+is left, so it holds no memory while idle) compiles instead and leaves the machine code
+in the disk cache (`jitcache`). This process then only loads it (milliseconds, `jitcache.load_only`,
 never a compile), in the thread that completes the job's future.
 
 A program is compiled at most once per content hash (`codegen.content_hash`): requests
@@ -139,6 +139,7 @@ class Registry:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._pool: ProcessPoolExecutor | None = None
+        self._pending = 0  # jobs submitted to the worker and not finished
         #: Content hashes the worker compiled (not found in the cache), and loaded here.
         self.compiled: list[str] = []
         self.loaded: list[str] = []
@@ -172,6 +173,7 @@ class Registry:
                 return entry.future
             text = codegen.source(program.code, program.consts, program.words)
             job = self._worker().submit(compile_program, str(jitcache.root()), digest, text)
+            self._pending += 1
         job.add_done_callback(lambda done: self._finish(entry, digest, done))
         return entry.future
 
@@ -181,6 +183,12 @@ class Registry:
         entry.future.set_result(True)
 
     def _finish(self, entry: _Entry, digest: str, job: Future[CompileReport]) -> None:
+        with self._lock:
+            self._pending -= 1
+            if self._pending == 0 and self._pool is not None:
+                # nothing queued: let the worker exit (the next request spawns another)
+                self._pool.shutdown(wait=False)
+                self._pool = None
         try:
             report = job.result()
             if report.compiled:
@@ -201,20 +209,18 @@ class Registry:
 
     def _worker(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # spawn: forking a process with threads (the server's) is unsafe; one job per
-            # child: a compile leaves ~200 MB of LLVM state that no one needs afterwards
+            # spawn: forking a process with threads (the server's) is unsafe
             self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                max_tasks_per_child=1,
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
             )
         return self._pool
 
     def shutdown(self) -> None:
-        """Stop the worker (waiting for a compile under way)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the worker (waiting for a compile under way; queued ones are cancelled)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 #: The process-wide registry used by `segserver.engine.evaluate_batch`.

@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,6 @@ KERNEL_SOURCES = (
     "engine/timing.py",
     "engine/genlib.py",
     "engine/wide.py",
-    "engine/jitcache.py",
     "profile/schema.py",
 )
 
@@ -174,6 +174,22 @@ def seed(path: Path) -> bool:
         shutil.rmtree(staging, ignore_errors=True)
         return False
     return True
+
+
+def prune(max_age_days: float = 30.0) -> list[Path]:
+    """Remove the compiled kernels of other source versions not written for
+    `max_age_days` (every edit of a kernel source starts a new directory); return them."""
+    current = {kernels_dir().name, generated_dir().name}
+    cutoff = time.time() - max_age_days * 86400
+    removed = []
+    for path in root().glob("*-*"):
+        if path.name in current or not path.name.startswith(("kernels-", "generated-")):
+            continue
+        newest = max((f.stat().st_mtime for f in path.iterdir()), default=path.stat().st_mtime)
+        if newest < cutoff:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def use_root(path: Path) -> None:
