@@ -17,7 +17,9 @@ import numpy.typing as npt
 from segserver.dsl import nodes as n
 from segserver.dsl.validate import parse_rule
 from segserver.engine import abi
+from segserver.engine.codegen import content_hash
 from segserver.engine.hashing import salt_hash
+from segserver.engine.timing import time_tests
 from segserver.engine.wide import Tables as WideTables
 from segserver.engine.wide import build_tables
 from segserver.errors import RuleError
@@ -67,6 +69,9 @@ class Program:
     #: Tables of the branch-free single-profile kernel for large programs (`wide`);
     #: None: the short-circuit interpreter evaluates it.
     wide: WideTables | None = None
+    #: `codegen.content_hash` of code and constants: the identity of generated code
+    #: (computed once here: bulk calls look it up per block).
+    digest: str = ""
 
     def is_stale(self, vocab: Vocabulary) -> bool:
         """True when `vocab` gained values that a string operator of this program may match."""
@@ -123,14 +128,15 @@ def build_program(segments: Sequence[SegmentDef], layout: Layout, vocab: Vocabul
     for bit in order:
         seg = segments[bit]
         lowering.segment(bit, seg.id, trees[seg.id], seg.salt or seg.id)
-    code = np.array(lowering.rows, dtype=np.int64).reshape(-1, abi.WIDTH)
+    code = np.ascontiguousarray(np.array(lowering.rows, dtype=np.int64).reshape(-1, abi.WIDTH))
     consts = np.array(lowering.consts, dtype=np.float64)
+    words = max(1, (len(ids) + 63) // 64)
     return Program(
         segment_ids=tuple(ids),
         priorities=tuple(s.priority for s in segments),
-        code=np.ascontiguousarray(code),
+        code=code,
         consts=consts,
-        words=max(1, (len(ids) + 63) // 64),
+        words=words,
         n_features=layout.size // 8,
         clauses=tuple(lowering.clauses),
         rules=tuple(s.rule for s in segments),
@@ -138,33 +144,10 @@ def build_program(segments: Sequence[SegmentDef], layout: Layout, vocab: Vocabul
         generation=vocab.generation,
         watch=dict(lowering.watch),
         has_time=lowering.has_time,
-        time_tests=_time_tests(code, consts),
+        time_tests=time_tests(code, consts),
         wide=build_tables(code, consts),
+        digest=content_hash(code, consts, words),
     )
-
-
-#: Constants that define a time test's next change, per opcode (see `abi`).
-_TIME_CONSTS = {abi.OP_AGE: 1, abi.OP_ANNIV: 0, abi.OP_WINDOW: 3, abi.OP_WINDOW_REF: 6}
-
-
-def _time_tests(
-    code: npt.NDArray[np.int64], consts: npt.NDArray[np.float64]
-) -> tuple[npt.NDArray[np.int64], ...]:
-    """(age rows, anniversary rows, window rows), one row per distinct test."""
-    seen: set[tuple[object, ...]] = set()
-    kinds: dict[int, list[int]] = {abi.OP_AGE: [], abi.OP_ANNIV: [], abi.OP_WINDOW: []}
-    for pc, row in enumerate(code.tolist()):
-        op = row[abi.OP]
-        if op not in _TIME_CONSTS:
-            continue
-        b = row[abi.B]
-        # an age test changes at x + seconds whether it is `within` or `older_than`
-        cmp = -1 if op == abi.OP_AGE else row[abi.CMP]
-        key = (op, cmp, row[abi.A], row[abi.C], row[abi.D], *consts[b : b + _TIME_CONSTS[op]])
-        if key not in seen:
-            seen.add(key)
-            kinds[abi.OP_WINDOW if op == abi.OP_WINDOW_REF else op].append(pc)
-    return tuple(np.array(rows, dtype=np.int64) for rows in kinds.values())
 
 
 def _dependency_order(ids: list[str], trees: Mapping[str, n.Node]) -> list[int]:

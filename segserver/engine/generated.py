@@ -58,7 +58,7 @@ class CompileReport:
 
 
 def digest_of(program: Program) -> str:
-    return codegen.content_hash(program.code, program.consts, program.words)
+    return program.digest or codegen.content_hash(program.code, program.consts, program.words)
 
 
 def _path(directory: Path, digest: str) -> Path:
@@ -94,8 +94,18 @@ def _import(path: Path, digest: str) -> Any:
     return run
 
 
-def compile_program(root: str, digest: str, text: str) -> CompileReport:
-    """Write the generated module and compile it into the disk cache (in the worker)."""
+def compile_program(root: str, key: str, digest: str, text: str) -> CompileReport:
+    """Write the generated module and compile it into the disk cache (in the worker).
+
+    `key` is the requesting process's `jitcache.KERNEL_KEY`: a worker spawned after the
+    engine's sources changed on disk (an upgrade in place) would compile against other
+    kernels, into another directory, so it refuses.
+    """
+    if key != jitcache.KERNEL_KEY:
+        raise RuntimeError(
+            f"the engine's sources changed on disk since this process started (kernel key "
+            f"{key}, now {jitcache.KERNEL_KEY}): restart it to use generated code"
+        )
     started = time.perf_counter()
     jitcache.use_root(Path(root))
     directory = jitcache.generated_dir()
@@ -172,7 +182,9 @@ class Registry:
                 self._ready(entry, digest, run)
                 return entry.future
             text = codegen.source(program.code, program.consts, program.words)
-            job = self._worker().submit(compile_program, str(jitcache.root()), digest, text)
+            job = self._worker().submit(
+                compile_program, str(jitcache.root()), jitcache.KERNEL_KEY, digest, text
+            )
             self._pending += 1
         job.add_done_callback(lambda done: self._finish(entry, digest, done))
         return entry.future

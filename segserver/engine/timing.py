@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
-from segserver.engine import jitcache
+from segserver.engine import abi, jitcache
 from segserver.engine.abi import (
     BETWEEN,
     CMP,
@@ -33,6 +34,31 @@ from segserver.engine.kernels import _inline, _jit, anniversary, compare, today_
 from segserver.profile.schema import DAY_SECONDS, WINDOW_DAYS
 
 _INF = math.inf
+
+
+#: Constants that define a time test's next change, per opcode (see `abi`).
+_TIME_CONSTS = {abi.OP_AGE: 1, abi.OP_ANNIV: 0, abi.OP_WINDOW: 3, abi.OP_WINDOW_REF: 6}
+
+
+def time_tests(
+    code: npt.NDArray[np.int64], consts: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.int64], ...]:
+    """(age rows, anniversary rows, window rows), one row per distinct test: the rows
+    `next_change` visits (`Program.time_tests`; pure Python, at build time)."""
+    seen: set[tuple[object, ...]] = set()
+    kinds: dict[int, list[int]] = {abi.OP_AGE: [], abi.OP_ANNIV: [], abi.OP_WINDOW: []}
+    for pc, row in enumerate(code.tolist()):
+        op = row[abi.OP]
+        if op not in _TIME_CONSTS:
+            continue
+        b = row[abi.B]
+        # an age test changes at x + seconds whether it is `within` or `older_than`
+        cmp = -1 if op == abi.OP_AGE else row[abi.CMP]
+        key = (op, cmp, row[abi.A], row[abi.C], row[abi.D], *consts[b : b + _TIME_CONSTS[op]])
+        if key not in seen:
+            seen.add(key)
+            kinds[abi.OP_WINDOW if op == abi.OP_WINDOW_REF else op].append(pc)
+    return tuple(np.array(rows, dtype=np.int64) for rows in kinds.values())
 
 
 #: Days ahead that any window test can need: its span (days + offset <= 35) + 2.
