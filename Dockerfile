@@ -13,7 +13,7 @@ RUN npm run build
 FROM python:3.11-slim AS wheel
 WORKDIR /src
 RUN pip install --no-cache-dir build hatchling
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY segserver/ segserver/
 COPY lua/ lua/
 COPY config/ config/

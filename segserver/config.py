@@ -139,9 +139,10 @@ class Settings(BaseSettings):
         return value.lower()
 
     @property
-    def kernel_cache_dir(self) -> Path:
-        """Where compiled rule kernels are cached (cache_dir, or data_dir/numba-cache)."""
-        return self.cache_dir or self.data_dir / "numba-cache"
+    def kernel_cache_dir(self) -> Path | None:
+        """Where compiled rule kernels are cached: cache_dir, or None for the engine's
+        per-user cache (~/.cache/segserver) that every data dir and checkout shares."""
+        return self.cache_dir
 
     @property
     def embedded(self) -> bool:
