@@ -5,8 +5,9 @@
 -- KEYS[2]  shard ordinals    hash: ordinal -> visitor id
 -- KEYS[3 ..]                 the visitors' profile keys, in ARGV order
 -- ARGV[1]  profile ttl       seconds; 0 = keep forever
--- ARGV[2 ..]                 per visitor: id, profile bytes (header IDHASH filled,
---                            ORDINAL overwritten here)
+-- ARGV[2 ..]                 per visitor: id, profile bytes (format 2 of
+--                            segserver/profile/packed.py, IDHASH filled; ORDINAL, the
+--                            float64 at byte 16 in both formats, is overwritten here)
 -- Returns  how many profiles were created (a visitor that already has a profile is
 --          left untouched and gets no new ordinal).
 

@@ -40,6 +40,7 @@ from typing import Any
 import numba
 import numpy as np
 import numpy.typing as npt
+from numba import types as nt
 
 from segserver.profile.schema import HEADER_SLOTS, WINDOW_DAYS, Layout
 
@@ -65,22 +66,22 @@ _WINDOW_SLOTS = (WINDOW_DAYS + 1) // 2  # float64 slots of a window block (18)
 
 
 @_inline
-def _be16(buf: U8, p: int) -> int:
+def _be16(buf: bytes, p: int) -> int:
     return (int(buf[p]) << 8) | int(buf[p + 1])
 
 
 @_inline
-def _be32(buf: U8, p: int) -> int:
+def _be32(buf: bytes, p: int) -> int:
     return (int(buf[p]) << 24) | (int(buf[p + 1]) << 16) | (int(buf[p + 2]) << 8) | int(buf[p + 3])
 
 
 @_inline
-def _be64(buf: U8, p: int) -> np.uint64:
+def _be64(buf: bytes, p: int) -> np.uint64:
     return (np.uint64(_be32(buf, p)) << np.uint64(32)) | np.uint64(_be32(buf, p + 4))
 
 
 @_inline
-def _le64(buf: U8, p: int) -> np.uint64:
+def _le64(buf: bytes, p: int) -> np.uint64:
     v = np.uint64(0)
     for i in range(7, -1, -1):
         v = (v << np.uint64(8)) | np.uint64(buf[p + i])
@@ -88,7 +89,9 @@ def _le64(buf: U8, p: int) -> np.uint64:
 
 
 @_inline
-def _number(buf: U8, p: int, end: int, u64: Any, f64: Any, u32: Any, f32: Any) -> tuple[float, int]:
+def _number(
+    buf: bytes, p: int, end: int, u64: Any, f64: Any, u32: Any, f32: Any
+) -> tuple[float, int]:
     """A MessagePack number (or nil/bool) at `p`: (value, next position); -1 if none."""
     if p >= end:
         return 0.0, -1
@@ -132,7 +135,7 @@ def _number(buf: U8, p: int, end: int, u64: Any, f64: Any, u32: Any, f32: Any) -
 
 
 @_inline
-def _container(buf: U8, p: int, end: int) -> tuple[int, int, int]:
+def _container(buf: bytes, p: int, end: int) -> tuple[int, int, int]:
     """(kind 1 map / 2 array / 0 not a container, length, next position)."""
     if p >= end:
         return 0, 0, -1
@@ -152,7 +155,7 @@ def _container(buf: U8, p: int, end: int) -> tuple[int, int, int]:
 
 
 @_inline
-def _string(buf: U8, p: int, end: int) -> tuple[int, int]:
+def _string(buf: bytes, p: int, end: int) -> tuple[int, int]:
     """(length, start of the bytes) of a MessagePack str/bin at `p`; (-1, p) if none."""
     t = buf[p]
     if 0xA0 <= t <= 0xBF:  # fixstr
@@ -179,7 +182,7 @@ def _string(buf: U8, p: int, end: int) -> tuple[int, int]:
 
 
 @_inline
-def _window(buf: U8, p: int, end: int, n: int, out32: Any, at: int, u64: Any, f64: Any,
+def _window(buf: bytes, p: int, end: int, n: int, out32: Any, at: int, u64: Any, f64: Any,
             u32: Any, f32: Any) -> int:  # fmt: skip
     """Decode a window array of `n` items at `p` into the block at float32 index `at`."""
     first, p = _number(buf, p, end, u64, f64, u32, f32)
@@ -212,7 +215,7 @@ def _window(buf: U8, p: int, end: int, n: int, out32: Any, at: int, u64: Any, f6
 
 
 @_jit
-def _decode(buf: U8, start: int, end: int, out: F64, scratch: U8) -> int:
+def _decode(buf: bytes, start: int, end: int, out: F64, scratch: U8) -> int:
     """Decode one profile buf[start:end] into `out` (holding the template); a status.
     `scratch` is 8 bytes aligned (uint64[1] viewed as bytes)."""
     if end == start:
@@ -267,15 +270,15 @@ def _decode(buf: U8, start: int, end: int, out: F64, scratch: U8) -> int:
 
 
 @_jit
-def decode_one(buf: U8, template: F64, out: F64) -> int:
+def decode_one(buf: bytes, template: F64, out: F64) -> int:
     """Decode one stored profile `buf` into `out` (float64[layout.size // 8]); a status."""
     out[:] = template
     scratch = np.empty(1, np.uint64).view(np.uint8)
-    return _decode(buf, 0, buf.shape[0], out, scratch)
+    return _decode(buf, 0, len(buf), out, scratch)
 
 
 @_jit
-def decode_rows(buf: U8, starts: I64, template: F64, out: F64, status: U8) -> None:
+def decode_rows(buf: bytes, starts: I64, template: F64, out: F64, status: U8) -> None:
     """Profile i is buf[starts[i]:starts[i + 1]]; its features go to out[i]."""
     scratch = np.empty(1, np.uint64).view(np.uint8)
     for i in range(out.shape[0]):
@@ -451,6 +454,30 @@ def max_bytes(layout: Layout) -> int:
     return HEADER_BYTES + 5 + 12 * (layout.size // 8) + windows * (14 + WINDOW_DAYS * 10)
 
 
+# --- compiling ------------------------------------------------------------------------
+
+_BYTES = nt.Bytes(nt.uint8, 1, "C", readonly=True)
+_F64_RO = nt.Array(nt.float64, 1, "C", readonly=True)
+
+#: The signatures `features` and `features_block` call (stored bytes arrive as `bytes`,
+#: the template is a read-only view): what a warm-up compiles, as `engine.SIGNATURES`.
+SIGNATURES: tuple[tuple[Any, tuple[Any, ...]], ...] = (
+    (decode_one, (_BYTES, _F64_RO, nt.Array(nt.float64, 1, "C"))),
+    (
+        decode_rows,
+        (
+            _BYTES,
+            nt.Array(nt.int64, 1, "C"),
+            _F64_RO,
+            nt.Array(nt.float64, 2, "C"),
+            nt.Array(nt.uint8, 1, "C"),
+        ),
+    ),
+)
+#: Every dispatcher of this module (a warm-up re-points their on-disk caches).
+DISPATCHERS = (_decode, decode_one, decode_rows, encode_rows)
+
+
 # --- wrappers ------------------------------------------------------------------------
 
 
@@ -461,7 +488,7 @@ def features(blob: bytes, layout: Layout) -> F64:
     if blob[0] == 0:  # format 1 is the vector itself (zero-copy)
         return np.frombuffer(layout.pad(blob), np.float64)
     out = np.empty(layout.size // 8, np.float64)
-    status = decode_one(np.frombuffer(blob, np.uint8), layout.features_template, out)
+    status = decode_one(blob, layout.features_template, out)
     if status != OK:
         raise ValueError(f"a stored profile of {len(blob)} bytes is malformed")
     return out
@@ -472,7 +499,7 @@ def features_block(blobs: list[bytes], layout: Layout) -> F64:
     n = len(blobs)
     starts = np.zeros(n + 1, np.int64)
     np.cumsum(np.fromiter(map(len, blobs), np.int64, n), out=starts[1:])
-    buf = np.frombuffer(b"".join(blobs), np.uint8)
+    buf = b"".join(blobs)
     out = np.empty((n, layout.size // 8), np.float64)
     status = np.empty(n, np.uint8)
     decode_rows(buf, starts, layout.features_template, out, status)
@@ -496,7 +523,7 @@ def encode_block(block: F64, layout: Layout) -> list[bytes]:
     scalars = np.flatnonzero(kinds == SLOT_SCALAR).astype(np.int64)
     windows = np.flatnonzero(kinds == SLOT_WINDOW).astype(np.int64)
     encode_rows(block, scalars, windows, buf, ends)
-    data = buf.tobytes()
+    data = buf[: ends[-1] if len(ends) else 0].tobytes()
     starts = [0, *ends[:-1].tolist()]
     return [data[s:e] for s, e in zip(starts, ends.tolist(), strict=True)]
 

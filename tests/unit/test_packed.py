@@ -199,3 +199,15 @@ def test_layout_helpers_for_the_script_and_the_encoder() -> None:
     assert [LAYOUT[a].window // 8 for a in LAYOUT.windowed] == WINDOWS
     assert len(SCALARS) == sum(a.slots for a in LAYOUT.attributes.values())
     assert packed.max_bytes(LAYOUT) > LAYOUT.size  # every slot set, every window full
+
+
+def test_the_wrappers_call_only_the_signatures_a_warm_up_compiles() -> None:
+    f = np.array(LAYOUT.features_template)
+    f[5] = 1.5
+    blob = packed.encode(f, LAYOUT)
+    codec.features(blob, LAYOUT)
+    codec.features_block([blob, blob], LAYOUT)
+    declared = {(d, tuple(sig)) for d, sig in packed.SIGNATURES}
+    for dispatcher in (packed.decode_one, packed.decode_rows):
+        for sig in dispatcher.signatures:
+            assert (dispatcher, tuple(sig)) in declared, sig
