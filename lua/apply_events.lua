@@ -28,7 +28,8 @@
 --                            hashed here), ops (packed "<BBIdd" records: opcode, flags,
 --                            byte offset in the feature vector, a, b; segserver/profile/ops.py)
 -- Opcodes: 1 SET 2 ADD 3 SUB_FLOOR 4 MAX 5 MIN 6 SET_IF_MISSING 7 UNSET 8 WINDOW_ADD
---          9 CHECK_GAP 10 TAG_ADD 11 TAG_REMOVE 12 TAG_CLEAR; flag 1 = only after a gap.
+--          9 CHECK_GAP 10 TAG_ADD 11 TAG_REMOVE 12 TAG_CLEAR; flag 1 = only after a gap;
+--          a CHECK_GAP's flags // 2 = records right after it skipped unread without a gap.
 -- Returns  {profile bytes ("" when the visitor has none), stored membership bitmap (nil
 --          when none), caps (flat field/value list), status of event 1, ...}: 1 applied,
 --          0 duplicate event id. With no events it only reads (and creates nothing).
@@ -177,8 +178,10 @@ end
 
 local function apply(ops)
   local gap = false
-  for pos = 1, #ops, RECORD_LEN do
+  local pos = 1
+  while pos <= #ops do
     local code, flags, off, a, b = struct.unpack(RECORD, ops, pos)
+    pos = pos + RECORD_LEN
     if flags % 2 == 0 or gap then
       local slot = off / 8
       if code == 1 then p[slot] = a
@@ -194,6 +197,7 @@ local function apply(ops)
       elseif code == 8 then window_add(slot, a, b)
       elseif code == 9 then
         local v = p[slot]; gap = v == nil or (a - v > b)
+        if not gap then pos = pos + RECORD_LEN * math.floor(flags / 2) end
       elseif code >= 10 and code <= 12 then  -- tags: `a` slots of codes, oldest first
         local codes = {}
         for i = 0, a - 1 do
