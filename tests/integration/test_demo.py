@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from segserver.demo import ensure_demo_site, seed_visitors, visitor_events
+from segserver.demo import ensure_demo_site, seed_profiles, seed_visitors, visitor_events
 from segserver.membership import evaluate_visitor
 from segserver.profile import codec, packed
 from segserver.profile.schema import H_ORDINAL
@@ -23,6 +23,9 @@ async def test_seeded_visitors_have_ordinals_and_stored_membership(
     assert (stats.visitors, stats.created) == (150, 150)
     assert stats.rate > 0
     assert await services.profiles.count(site.id) == 150
+    again = await seed_profiles(services, site.id, 160, seed=9)  # 150 exist: left alone
+    assert (again.visitors, again.created) == (160, 10)
+    assert await services.profiles.count(site.id) == 160
 
     ctx = await services.runtime.get(site.id)
     layout = ctx.data.schema.layout
