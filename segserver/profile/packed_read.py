@@ -12,6 +12,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from segserver.profile.bits import f32_from_bits, f64_from_bits
 from segserver.profile.schema import HEADER_SLOTS, WINDOW_DAYS
 
 FORMAT = 2
@@ -32,8 +33,6 @@ _WINDOW_SLOTS = (WINDOW_DAYS + 1) // 2  # float64 slots of a window block (18)
 
 
 # --- reading --------------------------------------------------------------------------
-# `u64`/`f64` (and `u32`/`f32`) are one-item views of the same 8 (4) bytes, made once per
-# kernel call: storing the bits and reading the float reinterprets them.
 
 
 @_inline
@@ -60,9 +59,7 @@ def _le64(buf: bytes, p: int) -> np.uint64:
 
 
 @_inline
-def _number(
-    buf: bytes, p: int, end: int, u64: Any, f64: Any, u32: Any, f32: Any
-) -> tuple[float, int]:
+def _number(buf: bytes, p: int, end: int) -> tuple[float, int]:
     """A MessagePack number (or nil/bool) at `p`: (value, next position); -1 if none."""
     if p >= end:
         return 0.0, -1
@@ -74,13 +71,11 @@ def _number(
     if t == 0xCB:
         if p + 9 > end:
             return 0.0, -1
-        u64[0] = _be64(buf, p + 1)
-        return f64[0], p + 9
+        return f64_from_bits(_be64(buf, p + 1)), p + 9
     if t == 0xCA:
         if p + 5 > end:
             return 0.0, -1
-        u32[0] = np.uint32(_be32(buf, p + 1))
-        return float(f32[0]), p + 5
+        return float(f32_from_bits(np.uint32(_be32(buf, p + 1)))), p + 5
     if 0xCC <= t <= 0xD3:
         n = 1 << ((t - 0xCC) & 3)
         if p + 1 + n > end:
@@ -153,86 +148,81 @@ def _string(buf: bytes, p: int, end: int) -> tuple[int, int]:
 
 
 @_inline
-def _window(buf: bytes, p: int, end: int, n: int, out32: Any, at: int, u64: Any, f64: Any,
-            u32: Any, f32: Any) -> int:  # fmt: skip
-    """Decode a window array of `n` items at `p` into the block at float32 index `at`."""
-    first, p = _number(buf, p, end, u64, f64, u32, f32)
+def _window(buf: bytes, p: int, end: int, n: int, out32: Any, r: int, at: int) -> int:  # fmt: skip
+    """Decode a window array of `n` items at `p` into row `r`'s block at float32 index `at`."""
+    first, p = _number(buf, p, end)
     if p < 0 or first != first or n < 1:
         return -1
     dense = first < 0
     head = -first if dense else first
-    out32[at] = head
+    out32[r, at] = head
     day0 = int(head)
     if dense:
         for age in range(n - 1):
-            amount, p = _number(buf, p, end, u64, f64, u32, f32)
+            amount, p = _number(buf, p, end)
             if p < 0:
                 return -1
             if age < WINDOW_DAYS:
-                out32[at + 1 + (day0 - age) % WINDOW_DAYS] = amount
+                out32[r, at + 1 + (day0 - age) % WINDOW_DAYS] = amount
         return p
     if (n - 1) % 2:  # a dangling age: malformed
         return -1
     for _ in range((n - 1) // 2):
-        days_back, p = _number(buf, p, end, u64, f64, u32, f32)
+        days_back, p = _number(buf, p, end)
         if p < 0:
             return -1
-        amount, p = _number(buf, p, end, u64, f64, u32, f32)
+        amount, p = _number(buf, p, end)
         if p < 0:
             return -1
         if 0 <= days_back < WINDOW_DAYS:
-            out32[at + 1 + (day0 - int(days_back)) % WINDOW_DAYS] = amount
+            out32[r, at + 1 + (day0 - int(days_back)) % WINDOW_DAYS] = amount
     return p
 
 
 @_jit
-def _decode(buf: bytes, start: int, end: int, out: F64, scratch: U8) -> int:
-    """Decode one profile buf[start:end] into `out` (holding the template); a status.
-    `scratch` is 8 bytes aligned (uint64[1] viewed as bytes)."""
+def _decode(buf: bytes, start: int, end: int, out: F64, out32: Any, r: int) -> int:  # fmt: skip
+    """Decode one profile buf[start:end] into row `r` of `out` (N × F, holding the
+    template; `out32` is its float32 view); a status. Views are made by the callers,
+    once: each one counts references (NRT), which measured as much as the parsing."""
     if end == start:
         return OK  # no profile: the template
     if buf[start] != FORMAT:
         return FORMAT_1 if buf[start] == 0 else CORRUPT
     if end - start < HEADER_BYTES + 1:
         return CORRUPT
-    u64 = scratch.view(np.uint64)
-    f64 = scratch.view(np.float64)
-    u32 = scratch[:4].view(np.uint32)
-    f32 = scratch[:4].view(np.float32)
-    out[3] = float(_le64(buf, start) >> np.uint64(32))  # IDHASH: bytes 4..7
-    u64[0] = _le64(buf, start + 8)
-    out[1] = f64[0]
-    u64[0] = _le64(buf, start + 16)
-    out[2] = f64[0]
+    out[r, 3] = float(_le64(buf, start) >> np.uint64(32))  # IDHASH: bytes 4..7
+    out[r, 1] = f64_from_bits(_le64(buf, start + 8))
+    out[r, 2] = f64_from_bits(_le64(buf, start + 16))
     kind, n, p = _container(buf, start + HEADER_BYTES, end)
     if kind == 0:
         return CORRUPT
-    size = out.shape[0]
-    out32 = out.view(np.float32)
+    size = out.shape[1]
     for i in range(n):
         if kind == 1:
             if p < end and buf[p] < 0x80:  # most keys: a positive fixint
                 slot = int(buf[p])
                 p += 1
             else:
-                key, p = _number(buf, p, end, u64, f64, u32, f32)
+                key, p = _number(buf, p, end)
                 slot = int(key) if key == key else -1
             if p < 0 or p >= end:
                 return CORRUPT
         else:  # an array stands for keys 1..n (how cmsgpack writes a table keyed 1..n)
             slot = i + 1
+            if p >= end:
+                return CORRUPT
         t = buf[p]
         if t < 0x80 or (t >= 0xC0 and not (0xC4 <= t <= 0xC6 or 0xD9 <= t <= 0xDF)):
-            value, p = _number(buf, p, end, u64, f64, u32, f32)  # a scalar
+            value, p = _number(buf, p, end)  # a scalar
             if HEADER_SLOTS <= slot < size:
-                out[slot] = value
+                out[r, slot] = value
         else:  # a window: an array, or an array packed in a string
             inner, q = _string(buf, p, end)
             stop = end if inner < 0 else q + inner
             vkind, vn, q = _container(buf, p if inner < 0 else q, stop)
             if vkind != 2 or slot < HEADER_SLOTS or slot + _WINDOW_SLOTS > size:
                 return CORRUPT
-            p = _window(buf, q, stop, vn, out32, 2 * slot, u64, f64, u32, f32)
+            p = _window(buf, q, stop, vn, out32, r, 2 * slot)
             if inner >= 0 and p != stop:
                 return CORRUPT
         if p < 0:
@@ -240,19 +230,26 @@ def _decode(buf: bytes, start: int, end: int, out: F64, scratch: U8) -> int:
     return OK if p == end else CORRUPT
 
 
+@_inline
+def _rows(buf: bytes, starts: I64, template: F64, out: F64, status: U8) -> None:
+    out32 = out.view(np.float32)
+    for i in range(out.shape[0]):
+        for k in range(template.shape[0]):
+            out[i, k] = template[k]
+        status[i] = _decode(buf, starts[i], starts[i + 1], out, out32, i)
+
+
 @_jit
 def decode_one(buf: bytes, template: F64, out: F64) -> int:
     """Decode one stored profile `buf` into `out` (float64[layout.size // 8]); a status."""
-    out[:] = template
-    scratch = np.empty(1, np.uint64).view(np.uint8)
-    return _decode(buf, 0, len(buf), out, scratch)
+    starts = np.empty(2, np.int64)
+    starts[0], starts[1] = 0, len(buf)
+    status = np.empty(1, np.uint8)
+    _rows(buf, starts, template, out.reshape((1, out.shape[0])), status)
+    return int(status[0])
 
 
 @_jit
 def decode_rows(buf: bytes, starts: I64, template: F64, out: F64, status: U8) -> None:
     """Profile i is buf[starts[i]:starts[i + 1]]; its features go to out[i]."""
-    scratch = np.empty(1, np.uint64).view(np.uint8)
-    for i in range(out.shape[0]):
-        row = out[i]
-        row[:] = template
-        status[i] = _decode(buf, starts[i], starts[i + 1], row, scratch)
+    _rows(buf, starts, template, out, status)

@@ -6,10 +6,10 @@ event path writes through lua/apply_events.lua).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
+from segserver.profile.bits import bits_of_f32, bits_of_f64
 from segserver.profile.packed_read import F64, FORMAT, HEADER_BYTES, I64, U8, _inline, _jit
 from segserver.profile.schema import WINDOW_DAYS
 
@@ -30,7 +30,7 @@ def _put_le(buf: U8, p: int, u: np.uint64, n: int) -> None:
 
 
 @_inline
-def _put_number(buf: U8, p: int, x: float, u64: Any, f64: Any, u32: Any, f32: Any) -> int:
+def _put_number(buf: U8, p: int, x: float) -> int:
     """`x` as Redis' cmsgpack writes a Lua number: ints smallest, else float32 if exact."""
     if x == math.floor(x) and -9.223372036854775808e18 <= x < 9.223372036854775808e18:
         i = np.int64(x)
@@ -56,11 +56,10 @@ def _put_number(buf: U8, p: int, x: float, u64: Any, f64: Any, u32: Any, f32: An
         if i >= -2147483648:
             return _put_be(buf, p, 0xD2, u, 4)
         return _put_be(buf, p, 0xD3, u, 8)
-    f32[0] = x
-    if float(f32[0]) == x:
-        return _put_be(buf, p, 0xCA, np.uint64(u32[0]), 4)
-    f64[0] = x
-    return _put_be(buf, p, 0xCB, u64[0], 8)
+    single = np.float32(x)
+    if float(single) == x:
+        return _put_be(buf, p, 0xCA, np.uint64(bits_of_f32(single)), 4)
+    return _put_be(buf, p, 0xCB, bits_of_f64(x), 8)
 
 
 @_inline
@@ -102,11 +101,6 @@ def encode_rows(block: F64, scalars: I64, windows: I64, buf: U8, ends: I64) -> N
     `scalars` and `windows` are the layout's scalar slots and window block starts;
     `buf` must hold `max_bytes(layout)` per row.
     """
-    scratch = np.empty(1, np.uint64).view(np.uint8)
-    u64 = scratch.view(np.uint64)
-    f64 = scratch.view(np.float64)
-    u32 = scratch[:4].view(np.uint32)
-    f32 = scratch[:4].view(np.float32)
     shape = np.empty((windows.shape[0], 3), np.int64)  # head, active days, span
     p = 0
     for r in range(block.shape[0]):
@@ -118,10 +112,8 @@ def encode_rows(block: F64, scalars: I64, windows: I64, buf: U8, ends: I64) -> N
         buf[p + 3] = 0
         ident = row[3] if 0 <= row[3] < 4294967296.0 else 0.0
         _put_le(buf, p + 4, np.uint64(ident), 4)
-        f64[0] = row[1]
-        _put_le(buf, p + 8, u64[0], 8)
-        f64[0] = row[2]
-        _put_le(buf, p + 16, u64[0], 8)
+        _put_le(buf, p + 8, bits_of_f64(row[1]), 8)
+        _put_le(buf, p + 16, bits_of_f64(row[2]), 8)
         entries = 0
         for slot in scalars:
             if row[slot] == row[slot]:
@@ -141,30 +133,30 @@ def encode_rows(block: F64, scalars: I64, windows: I64, buf: U8, ends: I64) -> N
         q = _put_header(buf, p + HEADER_BYTES, 0x80, entries)
         for slot in scalars:
             if row[slot] == row[slot]:
-                q = _put_number(buf, q, float(slot), u64, f64, u32, f32)
-                q = _put_number(buf, q, row[slot], u64, f64, u32, f32)
+                q = _put_number(buf, q, float(slot))
+                q = _put_number(buf, q, row[slot])
         for w in range(windows.shape[0]):
             head, count, span = shape[w, 0], shape[w, 1], shape[w, 2]
             if head == 0 and count == 0:
                 continue
             at = 2 * windows[w]
-            q = _put_number(buf, q, float(windows[w]), u64, f64, u32, f32)
+            q = _put_number(buf, q, float(windows[w]))
             start = q + 3  # room for a str16 header; moved left when shorter
             o = start
             if head > 0 and span < 2 * count:  # dense: fewer items
                 o = _put_header(buf, o, 0x90, 1 + span)
-                o = _put_number(buf, o, float(-head), u64, f64, u32, f32)
+                o = _put_number(buf, o, float(-head))
                 for age in range(span):
                     amount = float(row32[at + 1 + (head - age) % WINDOW_DAYS])
-                    o = _put_number(buf, o, amount, u64, f64, u32, f32)
+                    o = _put_number(buf, o, amount)
             else:
                 o = _put_header(buf, o, 0x90, 1 + 2 * count)
-                o = _put_number(buf, o, float(head), u64, f64, u32, f32)
+                o = _put_number(buf, o, float(head))
                 for age in range(span):
                     amount = float(row32[at + 1 + (head - age) % WINDOW_DAYS])
                     if amount != 0:
-                        o = _put_number(buf, o, float(age), u64, f64, u32, f32)
-                        o = _put_number(buf, o, amount, u64, f64, u32, f32)
+                        o = _put_number(buf, o, float(age))
+                        o = _put_number(buf, o, amount)
             q = _put_str(buf, q, start, o - start)
         ends[r] = q
         p = q
