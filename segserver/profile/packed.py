@@ -43,7 +43,6 @@ from segserver.profile.packed_read import (
     CORRUPT,
     F64,
     FORMAT,
-    FORMAT_1,
     HEADER_BYTES,
     OK,
     _decode,
@@ -56,7 +55,6 @@ from segserver.profile.schema import WINDOW_DAYS, Layout
 __all__ = [
     "CORRUPT",
     "FORMAT",
-    "FORMAT_1",
     "HEADER_BYTES",
     "OK",
     "decode_one",
@@ -123,19 +121,20 @@ def features(blob: bytes, layout: Layout) -> F64:
 
 def features_block(blobs: list[bytes], layout: Layout) -> F64:
     """N stored profiles of either format as one C-contiguous (N, layout.size // 8) block."""
-    n = len(blobs)
-    starts = np.zeros(n + 1, np.int64)
-    np.cumsum(np.fromiter(map(len, blobs), np.int64, n), out=starts[1:])
+    n, size = len(blobs), layout.size
+    lens = np.fromiter(map(len, blobs), np.int64, n)
     buf = b"".join(blobs)
-    out = np.empty((n, layout.size // 8), np.float64)
+    if n and (lens == size).all() and not np.frombuffer(buf, np.uint8)[::size].any():
+        # every one format 1 of this layout (before their next write): the bytes are the
+        # block, as they always were (a view, no copy)
+        return np.frombuffer(buf, np.float64).reshape(n, size // 8)
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(lens, out=starts[1:])
+    out = np.empty((n, size // 8), np.float64)
     status = np.empty(n, np.uint8)
     decode_rows(buf, starts, layout.features_template, out, status)
     if status.any():
-        for i in np.flatnonzero(status):
-            if status[i] != FORMAT_1:
-                raise ValueError(f"stored profile {i} of the block is malformed")
-            old = np.frombuffer(layout.pad(blobs[i]), np.float64)
-            out[i] = old[: out.shape[1]]
+        raise ValueError(f"stored profile {int(np.argmax(status))} of the block is malformed")
     return out
 
 

@@ -1,6 +1,7 @@
 """Numba kernels reading format 2 (see segserver/profile/packed.py) into feature vectors:
 a MessagePack subset (ints, floats, nil, bools, maps, arrays, str/bin holding arrays),
-bounds-checked, never raising: a status says OK, FORMAT_1 or CORRUPT.
+bounds-checked, never raising: a status says OK or CORRUPT. Format-1 bytes (the vector
+itself) are copied as they are.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 
 # Status of one decoded profile.
-OK, FORMAT_1, CORRUPT = 0, 1, 2
+OK, CORRUPT = 0, 2
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # Helpers are inlined at Numba IR level: a real call passes each array as a struct and
@@ -180,14 +181,18 @@ def _window(buf: bytes, p: int, end: int, n: int, out32: Any, r: int, at: int) -
 
 
 @_jit
-def _decode(buf: bytes, start: int, end: int, out: F64, out32: Any, r: int) -> int:  # fmt: skip
+def _decode(buf: bytes, start: int, end: int, out: F64, out32: Any, out8: Any, r: int) -> int:
     """Decode one profile buf[start:end] into row `r` of `out` (N × F, holding the
-    template; `out32` is its float32 view); a status. Views are made by the callers,
-    once: each one counts references (NRT), which measured as much as the parsing."""
+    template; `out32` and `out8` are its float32 and byte views); a status. Views are
+    made by the callers, once: each one counts references (NRT)."""
     if end == start:
         return OK  # no profile: the template
+    if buf[start] == 0:  # format 1: the float64 vector of an equal or older layout
+        for k in range(min(end - start, out8.shape[1]) // 8 * 8):  # a memcpy loop
+            out8[r, k] = buf[start + k]
+        return OK
     if buf[start] != FORMAT:
-        return FORMAT_1 if buf[start] == 0 else CORRUPT
+        return CORRUPT
     if end - start < HEADER_BYTES + 1:
         return CORRUPT
     out[r, 3] = float(_le64(buf, start) >> np.uint64(32))  # IDHASH: bytes 4..7
@@ -233,10 +238,11 @@ def _decode(buf: bytes, start: int, end: int, out: F64, out32: Any, r: int) -> i
 @_inline
 def _rows(buf: bytes, starts: I64, template: F64, out: F64, status: U8) -> None:
     out32 = out.view(np.float32)
+    out8 = out.view(np.uint8)
     for i in range(out.shape[0]):
         for k in range(template.shape[0]):
             out[i, k] = template[k]
-        status[i] = _decode(buf, starts[i], starts[i + 1], out, out32, i)
+        status[i] = _decode(buf, starts[i], starts[i + 1], out, out32, out8, i)
 
 
 @_jit
