@@ -222,28 +222,11 @@ local function apply(ops)
 end
 
 -- Event ids: a plain find over the records (memchr speed, in C); a hit counts only at
--- a record boundary and while younger than the window.
-local ids = nil
+-- a record boundary and while younger than the window. Read at the first event with an
+-- id; `batch_keys` and `new_keys` exist only then (a bare page view needs neither).
+local ids, batch_keys, new_keys
 local cutoff = now - dedup
-local function read_ids()
-  local found = redis.pcall('GET', KEYS[2])
-  if type(found) ~= 'table' then return found or '' end
-  if not found.err then return '' end
-  -- a sorted set of raw ids (the format before): converted, written with the batch
-  local old = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. cutoff, '+inf', 'WITHSCORES')
-  local parts = {struct.pack('<I4', 0)}
-  for i = 1, #old, 2 do
-    local h = redis.sha1hex(old[i])
-    parts[#parts + 1] = struct.pack('>I4I4<I4', tonumber(string.sub(h, 1, 8), 16),
-                                    tonumber(string.sub(h, 9, 16), 16),
-                                    math.ceil(tonumber(old[i + 1])))
-  end
-  return table.concat(parts)
-end
-
 local statuses = {}
-local batch_keys = {}
-local new_keys = {}
 local applied = 0
 for i = 7, #ARGV, 2 do
   local key = ARGV[i]
@@ -254,7 +237,22 @@ for i = 7, #ARGV, 2 do
       key = struct.pack('>I4I4', tonumber(string.sub(h, 1, 8), 16),
                         tonumber(string.sub(h, 9, 16), 16))
     end
-    if ids == nil then ids = read_ids() end
+    if ids == nil then
+      batch_keys, new_keys = {}, {}
+      ids = redis.pcall('GET', KEYS[2]) or ''
+      if type(ids) == 'table' then
+        -- a sorted set of raw ids (the format before): converted, written with the batch
+        local old = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. cutoff, '+inf', 'WITHSCORES')
+        local parts = {struct.pack('<I4', 0)}
+        for j = 1, #old, 2 do
+          local h = redis.sha1hex(old[j])
+          parts[#parts + 1] = struct.pack('>I4I4<I4', tonumber(string.sub(h, 1, 8), 16),
+                                          tonumber(string.sub(h, 9, 16), 16),
+                                          math.ceil(tonumber(old[j + 1])))
+        end
+        ids = table.concat(parts)
+      end
+    end
     dup = batch_keys[key]
     local pos = 5
     while not dup do
@@ -295,7 +293,7 @@ if applied > 0 then
   else
     redis.call('SET', KEYS[1], blob)
   end
-  if #new_keys > 0 then
+  if new_keys and #new_keys > 0 then
     -- seconds rounded up: an id is remembered at least the whole window
     local stamp = struct.pack('<I4', math.ceil(now))
     local records = table.concat(new_keys, stamp) .. stamp

@@ -41,16 +41,19 @@ async def _evalsha(client: Client) -> tuple[int, float]:
     return int(stats.get("calls", 0)), float(stats.get("usec", 0))
 
 
-async def _raw(url: str, seconds: float, visitors: int, pipeline: int) -> tuple[float, float]:
-    """The apply script alone: pipelined calls through the storage layer, no HTTP.
-    Returns (calls/s, Redis µs per call)."""
-    settings = load_settings(redis_url=url, key_prefix="rawbench", shards=16)
+async def _raw(
+    url: str, seconds: float, visitors: int, pipeline: int, sdk: bool
+) -> tuple[float, float]:
+    """The apply script alone: pipelined calls through the storage layer, no HTTP; page
+    views as the SDK sends them (`sdk`: properties and an event id) or bare. Returns
+    (calls/s, Redis µs per call)."""
+    settings = load_settings(redis_url=url, key_prefix=f"raw{int(sdk)}", shards=16)
     services = Services.build(settings)
     await services.scripts.load_all()
     schema = Schema()
     catalog = EventCatalog(schema)
     now = time.time()
-    raw = {"visitor_id": "x", "type": "page_view", "properties": PAGE_VIEW}
+    raw = {"visitor_id": "x", "type": "page_view", "properties": PAGE_VIEW if sdk else {}}
     ev = validate_event(raw, "e", catalog, Limits(), now)
     ops = plan_ops(ev, catalog, Limits()).pack(lambda a, v: 1)
     layout = schema.layout
@@ -59,8 +62,10 @@ async def _raw(url: str, seconds: float, visitors: int, pipeline: int) -> tuple[
     start = time.perf_counter()
     deadline = start + seconds
     while time.perf_counter() < deadline:
-        # every page view carries its own event id, as the JS SDK sends them
-        chunk = [(f"v{(done + n) % visitors}", [(f"pv-{done + n}", ops)]) for n in range(pipeline)]
+        chunk = [
+            (f"v{(done + n) % visitors}", [(f"pv-{done + n}" if sdk else None, ops)])
+            for n in range(pipeline)
+        ]
         await services.profiles.apply_pipelined("raw", chunk, layout, now)
         done += pipeline
     elapsed = time.perf_counter() - start
@@ -119,15 +124,20 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     with private_redis() as redis_server:
         url = redis_server.url
-        raw, raw_usec = asyncio.run(_raw(url, args.seconds, args.visitors, args.pipeline))
+        bare, bare_usec = asyncio.run(
+            _raw(url, args.seconds, args.visitors, args.pipeline, sdk=False)
+        )
+        raw, raw_usec = asyncio.run(_raw(url, args.seconds, args.visitors, args.pipeline, sdk=True))
         with server_process(url, TOKEN) as base:
             http, errors, http_calls, http_usec = asyncio.run(
                 _http(base, url, args.seconds, args.visitors, args.concurrency)
             )
     print(
         f"segserver bench events: {args.seconds:.0f} s each, {args.visitors} visitors, "
-        "one page_view (the SDK's properties, an event id) per call"
+        "one page_view per call (the SDK's properties and an event id unless 'bare')"
     )
+    print(row(f"raw EVALSHA apply_events, bare page views, pipelines of {args.pipeline}",
+              bare, "events/s"))  # fmt: skip
     print(
         row(f"raw EVALSHA apply_events, pipelines of {args.pipeline} (baseline)", raw, "events/s")
     )
@@ -135,6 +145,7 @@ def main(argv: list[str]) -> int:
         row(f"POST /v1/events, 1 event/request, {args.concurrency} clients", http, "events/s", raw)
     )
     print("Redis time (INFO commandstats, EVALSHA incl. the commands it runs):")
+    print(row("raw: apply_events per bare page view", bare_usec, "µs"))
     print(row("raw: apply_events per page view", raw_usec, "µs"))
     print(row(f"http: every script per page view ({http_calls:.1f} calls)", http_usec, "µs"))
     if errors:
