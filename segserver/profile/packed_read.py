@@ -150,33 +150,29 @@ def _string(buf: bytes, p: int, end: int) -> tuple[int, int]:
 
 @_inline
 def _window(buf: bytes, p: int, end: int, n: int, out32: Any, r: int, at: int) -> int:  # fmt: skip
-    """Decode a window array of `n` items at `p` into row `r`'s block at float32 index `at`."""
-    first, p = _number(buf, p, end)
-    if p < 0 or first != first or n < 1:
-        return -1
-    dense = first < 0
-    head = -first if dense else first
-    out32[r, at] = head
-    day0 = int(head)
-    if dense:
-        for age in range(n - 1):
-            amount, p = _number(buf, p, end)
-            if p < 0:
-                return -1
-            if age < WINDOW_DAYS:
-                out32[r, at + 1 + (day0 - age) % WINDOW_DAYS] = amount
-        return p
-    if (n - 1) % 2:  # a dangling age: malformed
-        return -1
-    for _ in range((n - 1) // 2):
-        days_back, p = _number(buf, p, end)
-        if p < 0:
+    """Decode a window array of `n` items at `p` into row `r`'s block at float32 index `at`.
+    One `_number` call site (each inlined copy costs compile time)."""
+    dense = False
+    day0 = 0
+    age = 0.0
+    for j in range(n):
+        value, p = _number(buf, p, end)
+        if p < 0 or value != value:
             return -1
-        amount, p = _number(buf, p, end)
-        if p < 0:
-            return -1
-        if 0 <= days_back < WINDOW_DAYS:
-            out32[r, at + 1 + (day0 - int(days_back)) % WINDOW_DAYS] = amount
+        if j == 0:  # the head day, negative for the dense form
+            dense = value < 0
+            head = -value if dense else value
+            out32[r, at] = head
+            day0 = int(head)
+        elif dense:  # amounts by age
+            if j - 1 < WINDOW_DAYS:
+                out32[r, at + 1 + (day0 - (j - 1)) % WINDOW_DAYS] = value
+        elif j % 2 == 1:  # sparse: an age, then its amount
+            age = value
+        elif 0 <= age < WINDOW_DAYS:
+            out32[r, at + 1 + (day0 - int(age)) % WINDOW_DAYS] = value
+    if n < 1 or (not dense and n % 2 == 0):  # no head, or an age without its amount
+        return -1
     return p
 
 
@@ -205,15 +201,20 @@ def _decode(buf: bytes, start: int, end: int, out: F64, out32: Any, out8: Any, r
     for i in range(n):
         if kind == 1:
             if p < end and buf[p] < 0x80:  # most keys: a positive fixint
-                slot = int(buf[p])
+                slot = np.int64(buf[p])
                 p += 1
-            else:
-                key, p = _number(buf, p, end)
-                slot = int(key) if key == key else -1
+            elif p + 3 <= end and buf[p] == 0xCD:  # uint16 (slots up to 65535)
+                slot = np.int64(_be16(buf, p + 1))
+                p += 3
+            elif p + 2 <= end and buf[p] == 0xCC:  # uint8
+                slot = np.int64(buf[p + 1])
+                p += 2
+            else:  # nothing segserver writes: not a slot
+                return CORRUPT
             if p < 0 or p >= end:
                 return CORRUPT
         else:  # an array stands for keys 1..n (how cmsgpack writes a table keyed 1..n)
-            slot = i + 1
+            slot = np.int64(i + 1)
             if p >= end:
                 return CORRUPT
         t = buf[p]
@@ -227,7 +228,7 @@ def _decode(buf: bytes, start: int, end: int, out: F64, out32: Any, out8: Any, r
             vkind, vn, q = _container(buf, p if inner < 0 else q, stop)
             if vkind != 2 or slot < HEADER_SLOTS or slot + _WINDOW_SLOTS > size:
                 return CORRUPT
-            p = _window(buf, q, stop, vn, out32, r, 2 * slot)
+            p = _window(buf, q, stop, vn, out32, r, int(2 * slot))
             if inner >= 0 and p != stop:
                 return CORRUPT
         if p < 0:

@@ -63,6 +63,17 @@ def _put_number(buf: U8, p: int, x: float) -> int:
 
 
 @_inline
+def _put_key(buf: U8, p: int, slot: int) -> int:
+    """A slot number (a map key) as cmsgpack writes a small non-negative integer."""
+    if slot < 128:
+        buf[p] = np.uint8(slot)
+        return p + 1
+    if slot < 256:
+        return _put_be(buf, p, 0xCC, np.uint64(slot), 1)
+    return _put_be(buf, p, 0xCD, np.uint64(slot), 2)
+
+
+@_inline
 def _put_header(buf: U8, p: int, map_or_array: int, n: int) -> int:
     """A MessagePack map (0x80) or array (0x90) header of `n` items."""
     if n < 16:
@@ -133,30 +144,30 @@ def encode_rows(block: F64, scalars: I64, windows: I64, buf: U8, ends: I64) -> N
         q = _put_header(buf, p + HEADER_BYTES, 0x80, entries)
         for slot in scalars:
             if row[slot] == row[slot]:
-                q = _put_number(buf, q, float(slot))
+                q = _put_key(buf, q, slot)
                 q = _put_number(buf, q, row[slot])
         for w in range(windows.shape[0]):
             head, count, span = shape[w, 0], shape[w, 1], shape[w, 2]
             if head == 0 and count == 0:
                 continue
             at = 2 * windows[w]
-            q = _put_number(buf, q, float(windows[w]))
+            q = _put_key(buf, q, windows[w])
             start = q + 3  # room for a str16 header; moved left when shorter
-            o = start
-            if head > 0 and span < 2 * count:  # dense: fewer items
-                o = _put_header(buf, o, 0x90, 1 + span)
-                o = _put_number(buf, o, float(-head))
-                for age in range(span):
-                    amount = float(row32[at + 1 + (head - age) % WINDOW_DAYS])
-                    o = _put_number(buf, o, amount)
-            else:
-                o = _put_header(buf, o, 0x90, 1 + 2 * count)
-                o = _put_number(buf, o, float(head))
-                for age in range(span):
-                    amount = float(row32[at + 1 + (head - age) % WINDOW_DAYS])
-                    if amount != 0:
-                        o = _put_number(buf, o, float(age))
-                        o = _put_number(buf, o, amount)
+            dense = head > 0 and span < 2 * count  # dense: fewer items
+            o = _put_header(buf, start, 0x90, 1 + (span if dense else 2 * count))
+            # the head, then per age its amount (dense) or age and amount if any (sparse):
+            # one `_put_number` call site (each inlined copy costs compile time)
+            for age in range(-1, span):
+                if age < 0:
+                    value = float(-head if dense else head)
+                else:
+                    value = float(row32[at + 1 + (head - age) % WINDOW_DAYS])
+                    if not dense:
+                        if value == 0:
+                            continue
+                        buf[o] = np.uint8(age)  # ages 0..34: positive fixints
+                        o += 1
+                o = _put_number(buf, o, value)
             q = _put_str(buf, q, start, o - start)
         ends[r] = q
         p = q
