@@ -249,11 +249,10 @@ def _rows(buf: bytes, starts: I64, template: F64, out: F64, status: U8) -> None:
 @_jit
 def decode_one(buf: bytes, template: F64, out: F64) -> int:
     """Decode one stored profile `buf` into `out` (float64[layout.size // 8]); a status."""
-    starts = np.empty(2, np.int64)
-    starts[0], starts[1] = 0, len(buf)
-    status = np.empty(1, np.uint8)
-    _rows(buf, starts, template, out.reshape((1, out.shape[0])), status)
-    return int(status[0])
+    for k in range(template.shape[0]):
+        out[k] = template[k]
+    rows = out.reshape((1, out.shape[0]))
+    return int(_decode(buf, 0, len(buf), rows, rows.view(np.float32), rows.view(np.uint8), 0))
 
 
 @_jit
