@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -246,3 +247,20 @@ async def test_window_amounts_round_to_float32_and_pick_their_form(services: Ser
     done = await apply(services, "f", daily)
     days = window(done.profile, "total_spent")
     assert days == {TODAY + d: 2.0 for d in range(1, 30)} | {TODAY: float(expected)}
+
+
+async def test_same_day_counts_patch_the_window_in_place_up_to_fixints(services: Services) -> None:
+    w = LAYOUT["page_views"].window
+    assert w is not None
+    for _ in range(130):  # one event a call: the in-place path, then past 127 the general one
+        done = await apply(services, "sp", [Op(Opcode.WINDOW_ADD, w, TODAY, 1)])
+    assert window(done.profile, "page_views") == {TODAY: 130}
+    daily = [Op(Opcode.WINDOW_ADD, w, TODAY - d, 1) for d in range(20, 0, -1)]
+    done = await apply(services, "dn", daily, [Op(Opcode.WINDOW_ADD, w, TODAY, 1)])
+    stored = msgpack.unpackb(done.profile[24:], strict_map_key=False, raw=True)
+    assert msgpack.unpackb(stored[w // 8])[0] == -TODAY  # the dense form now
+    for _ in range(3):
+        done = await apply(services, "dn", [Op(Opcode.WINDOW_ADD, w, TODAY, 40)])
+    assert window(done.profile, "page_views") == {TODAY - d: 1 for d in range(1, 21)} | {TODAY: 121}
+    done = await apply(services, "dn", [Op(Opcode.WINDOW_ADD, w, TODAY, 7)])
+    assert window(done.profile, "page_views")[TODAY] == 128
