@@ -41,9 +41,10 @@
 -- profile in C, keeps integers in their smallest form and floats as float32 when
 -- exact; windows stay packed strings unless an event touches them, and a same-day count
 -- is patched into the string's bytes. Closures and tables are made on every call, so
--- the script keeps few (event ids need none). TTLs are refreshed with EX only when due (EX measured ~0.7 µs more than KEEPTTL or APPEND):
--- the profile's once a day (it expires between ttl - 1 day and ttl after its last
--- write), the event ids' every eighth of the window (they live at most 1.125 windows).
+-- the script keeps few (event ids need none). TTLs are refreshed with EX only when due
+-- (EX measured ~0.7 µs more than KEEPTTL or APPEND): the profile's once a day (it
+-- expires between ttl - 1 day and ttl after its last write), the event ids' every
+-- eighth of the window (they live at most 1.125 windows).
 
 local RECORD = '<BBI4dd'
 local RECORD_LEN = 22
