@@ -40,6 +40,7 @@ from segserver.engine import (
 )
 from segserver.engine.abi import BLOCK
 from segserver.engine.compiler import Program, SegmentDef, build_program, compile_rule
+from segserver.profile import packed
 
 __all__ = [
     "Program",
@@ -225,10 +226,16 @@ _BOOL1 = nt.Array(nt.bool_, 1, "C")
 _I = nt.int64
 _F = nt.float64
 
-#: Every Numba dispatcher of the engine.
+# The stored-profile decoders (segserver.profile.packed) share the engine's content-keyed
+# cache and its warm-up: a page view decodes a profile before it evaluates one, and a
+# fresh process must not compile them on its first request (~6 s cold here).
+for _dispatcher in packed.DISPATCHERS:
+    jitcache.attach(_dispatcher)
+
+#: Every Numba dispatcher the engine warms: its kernels and the profile decoders.
 DISPATCHERS = (
     kernels.DISPATCHERS + batch.DISPATCHERS + timing.DISPATCHERS + genlib.DISPATCHERS
-    + wide.DISPATCHERS
+    + wide.DISPATCHERS + packed.DISPATCHERS
 )  # fmt: skip
 
 #: Every signature the wrappers call (features from a bytes view are read-only), and
@@ -251,6 +258,7 @@ SIGNATURES: tuple[tuple[Any, tuple[Any, ...]], ...] = (
     (genlib.tags_block, (_C2_RO, _I, _I, _I, _I, _I, _I, _I, _CONSTS, _I, _BOOL1)),
     (genlib.tagmask_block, (_C2_RO, _I, _I, _I, _I, nt.Array(nt.int64, 1, "C"))),
     (genlib.in_block, (_C2_RO, _I, _I, _I, _I, _I, _I, _CONSTS, _I, _BOOL1)),
+    *packed.SIGNATURES,
 )
 
 

@@ -48,6 +48,12 @@ KERNEL_SOURCES = (
     "engine/genlib.py",
     "engine/wide.py",
     "profile/schema.py",
+    # the stored-profile decoders every page view and bulk read runs (engine.warm
+    # attaches and compiles them with the engine's kernels)
+    "profile/bits.py",
+    "profile/packed_read.py",
+    "profile/packed_write.py",
+    "profile/packed.py",
 )
 
 
@@ -119,7 +125,7 @@ class _Locator(_CacheLocator):
         gen = generated_dir()
         if source.parent == gen:
             return cls(py_func, gen, source.stem)
-        if source.is_relative_to(_PACKAGE / "engine"):
+        if any(source == _PACKAGE / rel for rel in KERNEL_SOURCES):
             return cls(py_func, kernels_dir(), KERNEL_KEY)
         return None
 
