@@ -13,7 +13,7 @@ RUN npm run build
 FROM python:3.11-slim AS wheel
 WORKDIR /src
 RUN pip install --no-cache-dir build hatchling
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY segserver/ segserver/
 COPY lua/ lua/
 COPY config/ config/
@@ -31,7 +31,7 @@ ENV SEGSERVER_HOST=0.0.0.0 \
     SEGSERVER_PORT=8080 \
     SEGSERVER_DATA_DIR=/home/segserver/data \
     SEGSERVER_REDIS_URL=redis://redis:6379/0
-# Compile the rule kernels now, into the data directory's on-disk cache, so the
+# Compile the rule kernels now, into the shared kernel cache (~/.cache/segserver), so the
 # first request never waits for Numba.
 RUN segserver warm
 EXPOSE 8080

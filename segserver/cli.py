@@ -123,17 +123,25 @@ def _run_workers(args: argparse.Namespace, settings: Settings, url: str) -> int:
 
 
 def _warm(settings: Settings) -> None:
-    """Compile the rule kernels into the data directory's cache (seconds the first
-    time, milliseconds after)."""
+    """Load the rule kernels from the shared on-disk cache, compiling what is missing
+    (minutes once per installed version, about a second after; see engine.jitcache)."""
     from segserver import engine
+    from segserver.engine import jitcache
 
     started = time.perf_counter()
     engine.warm(settings.kernel_cache_dir)
-    print(f"segserver: rule kernels ready ({time.perf_counter() - started:.1f} s)", flush=True)
+    stats = engine.compile_stats()
+    print(f"segserver: rule kernels ready in {time.perf_counter() - started:.1f} s "
+          f"({stats['loaded']} loaded, {stats['compiled']} compiled; cache "
+          f"{jitcache.kernels_dir()})", flush=True)  # fmt: skip
 
 
 def _warm_cmd(args: argparse.Namespace) -> int:
+    from segserver.engine import jitcache
+
     _warm(_settings(args))
+    for path in jitcache.prune():
+        print(f"segserver: removed kernels of an older version: {path}", flush=True)
     return 0
 
 
@@ -197,7 +205,7 @@ _BENCHES = {
     "profile": "segserver.bench.profile",
     "http": "segserver.bench.http",
     "segments": "segserver.bench.segments",
-    "eval": "segserver.engine.bench",
+    "eval": "segserver.bench.eval",
     "durability": "segserver.bench.durability",
     "loops": "segserver.bench.loops",
 }
@@ -265,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     recompute = sub.add_parser("recompute", help="re-evaluate every visitor of a site")
     recompute.add_argument("--site", required=True)
     recompute.set_defaults(func=_recompute_cmd)
-    warm = sub.add_parser("warm", help="compile the rule kernels into the on-disk cache")
+    warm = sub.add_parser(
+        "warm", help="compile the rule kernels into the shared on-disk cache (once per version)"
+    )
     warm.set_defaults(func=_warm_cmd)
     bench = sub.add_parser("bench", help="benchmarks (ratios against in-run baselines)")
     bench.add_argument("which", choices=sorted(_BENCHES))

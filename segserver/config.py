@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     quota_sync_seconds: float = Field(1.0, ge=0, le=60)
     max_dictionary_codes: int = Field(10_000, ge=16, le=10_000_000)
     expired_sweep_per_second: int = Field(5_000, ge=0, le=1_000_000)
+    expired_sweep_rest_seconds: float = Field(300.0, ge=0, le=86400)
     max_body_bytes: int = Field(262144, ge=1024, le=64 * 1024 * 1024)
     max_events_per_request: int = Field(100, ge=1, le=10_000)
     max_string_length: int = Field(256, ge=8, le=65536)
@@ -138,9 +139,10 @@ class Settings(BaseSettings):
         return value.lower()
 
     @property
-    def kernel_cache_dir(self) -> Path:
-        """Where compiled rule kernels are cached (cache_dir, or data_dir/numba-cache)."""
-        return self.cache_dir or self.data_dir / "numba-cache"
+    def kernel_cache_dir(self) -> Path | None:
+        """Where compiled rule kernels are cached: cache_dir, or None for the engine's
+        per-user cache (~/.cache/segserver) that every data dir and checkout shares."""
+        return self.cache_dir
 
     @property
     def embedded(self) -> bool:

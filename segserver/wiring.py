@@ -216,7 +216,8 @@ def build_services(
                                      clock, networks_of=_webhook_networks(runtime)),
         dead_letters=DeadLetters(changes),
         tokens=AdminTokens(TokenStore(clients.text, s.key_prefix), s.admin_token),
-        sweep=ExpiredSweep(runtime, erasure, changes, catalogue),
+        sweep=ExpiredSweep(runtime, erasure, changes, catalogue,
+                           rest_seconds=s.expired_sweep_rest_seconds),
         quotas=quotas,
         quota_sync=QuotaSync(quotas, SiteQuotaStore(clients, keys)),
     )  # fmt: skip

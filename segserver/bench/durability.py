@@ -59,7 +59,7 @@ async def _drive(url: str, mode: str, seconds: float, concurrency: int, pipeline
     catalog, now = EventCatalog(Schema()), time.time()
     event = validate_event({"visitor_id": "x", "type": "page_view"}, "e", catalog, Limits(), now)
     ops = plan_ops(event, catalog, Limits()).pack(lambda a, v: 1)
-    template = Schema().layout.template
+    layout = Schema().layout
     numbers = itertools.count()
     done = 0
     started = time.perf_counter()
@@ -69,14 +69,14 @@ async def _drive(url: str, mode: str, seconds: float, concurrency: int, pipeline
         nonlocal done
         while time.perf_counter() < deadline:
             n = next(numbers)
-            await services.profiles.apply("b", f"v{n % visitors}", template, [(f"e{n}", ops)], now)
+            await services.profiles.apply("b", f"v{n % visitors}", layout, [(f"e{n}", ops)], now)
             done += 1
 
     if mode == "pipelined":
         while time.perf_counter() < deadline:
             calls = [(f"v{n % visitors}", [(f"e{n}", ops)])
                      for n in itertools.islice(numbers, pipeline)]  # fmt: skip
-            await services.profiles.apply_pipelined("b", calls, template, now)
+            await services.profiles.apply_pipelined("b", calls, layout, now)
             done += pipeline
     else:
         callers = 1 if mode == "1 caller" else concurrency

@@ -7,6 +7,10 @@ One run, same machine, same Redis:
   2. http: `POST /v1/events` with one page view per request from N concurrent
      clients in this process, against `segserver serve` in a subprocess.
 Both apply exactly the same ops to the same number of distinct visitors.
+
+Redis' own time comes from `INFO commandstats` (reset before each part): in the raw
+part every EVALSHA is one apply_events call, so `usec_per_call` is the script's cost
+per page view; in the http part EVALSHA also counts the other scripts of a request.
 """
 
 from __future__ import annotations
@@ -22,35 +26,59 @@ from segserver.bench.common import private_redis, row, server_process
 from segserver.config import load_settings
 from segserver.profile.events import EventCatalog, Limits, plan_ops, validate_event
 from segserver.profile.schema import Schema
+from segserver.storage.client import Client, create_clients
 from segserver.wiring import build_services
 
 TOKEN = "bench-admin-token-0123456789abcdefghij"
+# what the JS SDK sends with every page view (sdk_js/src/page.js), UTM parameters aside
+PAGE_VIEW = {"url": "https://shop.example/p/42", "referrer": "https://shop.example/",
+             "title": "Product 42", "device": "mobile", "language": "de"}  # fmt: skip
 
 
-async def _raw(url: str, seconds: float, visitors: int, pipeline: int) -> float:
-    """The apply script alone: pipelined calls through the storage layer, no HTTP."""
-    settings = load_settings(redis_url=url, key_prefix="rawbench", shards=16)
+async def _evalsha(client: Client) -> tuple[int, float]:
+    """(calls, µs) of EVALSHA since the last CONFIG RESETSTAT (INFO commandstats)."""
+    stats = (await client.info("commandstats")).get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), float(stats.get("usec", 0))
+
+
+async def _raw(
+    url: str, seconds: float, visitors: int, pipeline: int, sdk: bool
+) -> tuple[float, float]:
+    """The apply script alone: pipelined calls through the storage layer, no HTTP; page
+    views as the SDK sends them (`sdk`: properties and an event id) or bare. Returns
+    (calls/s, Redis µs per call)."""
+    settings = load_settings(redis_url=url, key_prefix=f"raw{int(sdk)}", shards=16)
     services = build_services(settings)
     await services.scripts.load_all()
     schema = Schema()
     catalog = EventCatalog(schema)
     now = time.time()
-    ev = validate_event({"visitor_id": "x", "type": "page_view"}, "e", catalog, Limits(), now)
-    batch = [(None, plan_ops(ev, catalog, Limits()).pack(lambda a, v: 1))]
-    template = schema.layout.template
+    raw = {"visitor_id": "x", "type": "page_view", "properties": PAGE_VIEW if sdk else {}}
+    ev = validate_event(raw, "e", catalog, Limits(), now)
+    ops = plan_ops(ev, catalog, Limits()).pack(lambda a, v: 1)
+    layout = schema.layout
     done = 0
+    await services.clients.raw.config_resetstat()
     start = time.perf_counter()
     deadline = start + seconds
     while time.perf_counter() < deadline:
-        chunk = [(f"v{(done + n) % visitors}", batch) for n in range(pipeline)]
-        await services.profiles.apply_pipelined("raw", chunk, template, now)
+        chunk = [
+            (f"v{(done + n) % visitors}", [(f"pv-{done + n}" if sdk else None, ops)])
+            for n in range(pipeline)
+        ]
+        await services.profiles.apply_pipelined("raw", chunk, layout, now)
         done += pipeline
     elapsed = time.perf_counter() - start
+    calls, usec = await _evalsha(services.clients.raw)
     await services.close()
-    return done / elapsed
+    return done / elapsed, usec / max(calls, 1)
 
 
-async def _http(base: str, seconds: float, visitors: int, concurrency: int) -> tuple[float, int]:
+async def _http(
+    base: str, url: str, seconds: float, visitors: int, concurrency: int
+) -> tuple[float, int, float, float]:
+    """(events/s, HTTP errors, EVALSHA calls per event, EVALSHA µs per event)."""
+    clients = create_clients(load_settings(redis_url=url))
     async with aiohttp.ClientSession() as admin:
         resp = await admin.post(
             f"{base}/v1/admin/sites",
@@ -68,20 +96,23 @@ async def _http(base: str, seconds: float, visitors: int, concurrency: int) -> t
         while time.perf_counter() < deadline:
             n = counter
             counter += 1
-            body = orjson.dumps(
-                {"events": [{"visitor_id": f"v{n % visitors}", "type": "page_view"}]}
-            )
+            event = {"visitor_id": f"v{n % visitors}", "type": "page_view", "event_id": f"e{n}",
+                     "properties": PAGE_VIEW}  # fmt: skip
+            body = orjson.dumps({"events": [event]})
             async with session.post(f"{base}/v1/events", data=body, headers=headers) as r:
                 await r.read()
                 if r.status != 202:
                     errors += 1
 
     connector = aiohttp.TCPConnector(limit=concurrency)
+    await clients.raw.config_resetstat()
     async with aiohttp.ClientSession(connector=connector) as session:
         start = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return counter / elapsed, errors
+    calls, usec = await _evalsha(clients.raw)
+    await clients.close()
+    return counter / elapsed, errors, calls / max(counter, 1), usec / max(counter, 1)
 
 
 def main(argv: list[str]) -> int:
@@ -92,19 +123,31 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pipeline", type=int, default=100)
     args = parser.parse_args(argv)
     with private_redis() as redis_server:
-        raw = asyncio.run(_raw(redis_server.url, args.seconds, args.visitors, args.pipeline))
-        with server_process(redis_server.url, TOKEN) as base:
-            http, errors = asyncio.run(_http(base, args.seconds, args.visitors, args.concurrency))
+        url = redis_server.url
+        bare, bare_usec = asyncio.run(
+            _raw(url, args.seconds, args.visitors, args.pipeline, sdk=False)
+        )
+        raw, raw_usec = asyncio.run(_raw(url, args.seconds, args.visitors, args.pipeline, sdk=True))
+        with server_process(url, TOKEN) as base:
+            http, errors, http_calls, http_usec = asyncio.run(
+                _http(base, url, args.seconds, args.visitors, args.concurrency)
+            )
     print(
         f"segserver bench events: {args.seconds:.0f} s each, {args.visitors} visitors, "
-        "one page_view per call"
+        "one page_view per call (the SDK's properties and an event id unless 'bare')"
     )
+    print(row(f"raw EVALSHA apply_events, bare page views, pipelines of {args.pipeline}",
+              bare, "events/s"))  # fmt: skip
     print(
         row(f"raw EVALSHA apply_events, pipelines of {args.pipeline} (baseline)", raw, "events/s")
     )
     print(
         row(f"POST /v1/events, 1 event/request, {args.concurrency} clients", http, "events/s", raw)
     )
+    print("Redis time (INFO commandstats, EVALSHA incl. the commands it runs):")
+    print(row("raw: apply_events per bare page view", bare_usec, "µs"))
+    print(row("raw: apply_events per page view", raw_usec, "µs"))
+    print(row(f"http: every script per page view ({http_calls:.1f} calls)", http_usec, "µs"))
     if errors:
         print(f"  ({errors} HTTP errors)")
     return 0

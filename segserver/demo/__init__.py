@@ -1,8 +1,9 @@
 """Demo data: a demo site and synthetic visitors with plausible behaviour.
 
-`seed_profiles` builds profile blobs directly in NumPy with the site's layout
+`seed_profiles` builds feature vectors directly in NumPy with the site's layout
 (recency, frequency, spend, carts, countries, devices, e-mail engagement; strings
-encoded through the site's dictionary), writes them with one Lua call per shard and
+encoded through the site's dictionary), packs them in the stored format
+(`segserver.profile.packed.encode_block`), writes them with one Lua call per shard and
 chunk (lua/seed_profiles.lua) that does the per-shard ordinal bookkeeping
 lua/apply_events.lua does on a visitor's first event (`seq` counter, `ords` hash,
 ORDINAL in the header, the profile TTL; a visitor that exists is left alone), then
@@ -27,6 +28,7 @@ import numpy.typing as npt
 
 from segserver.catalogue.sites import Site
 from segserver.errors import ConflictError
+from segserver.profile import packed
 from segserver.profile.identity import shard_of, visitor_hash
 from segserver.profile.schema import DAY_SECONDS, H_IDHASH, H_VERSION, WINDOW_DAYS
 from segserver.storage.analytics import AnalyticsStore
@@ -237,11 +239,12 @@ async def seed_profiles(
         block = _profiles(rng, len(ids), now, layout, layout.template, codes)
         shard = np.array([shard_of(v, shards) for v in ids], np.int64)
         block[:, H_IDHASH] = [visitor_hash(v) for v in ids]
+        blobs = packed.encode_block(block, layout)
         calls = []
         for s in np.unique(shard):
             rows = np.flatnonzero(shard == s)
             calls.append(store.seed_profiles(
-                site_id, int(s), [ids[r] for r in rows], [block[r].tobytes() for r in rows], ttl
+                site_id, int(s), [ids[r] for r in rows], [blobs[r] for r in rows], ttl
             ))  # fmt: skip
         # concurrent calls: Python packs one shard's call while Redis runs another's
         stats.created += sum(await asyncio.gather(*calls))

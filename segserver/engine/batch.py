@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from segserver.engine import jitcache
 from segserver.engine.abi import (
     BETWEEN,
     BLOCK,
@@ -393,7 +393,5 @@ def eval_batch(code, consts, block, now, out):  # type: ignore[no-untyped-def]
     _batch_range(code, consts, block, now, out, 0, block.shape[0], reach, v, cols, feat, slot)
 
 
-#: Every dispatcher of this module (warm() re-points their caches at the data directory).
-DISPATCHERS = tuple(
-    v for v in list(globals().values()) if isinstance(v, numba.core.dispatcher.Dispatcher)
-)
+#: Every dispatcher of this module (each with the content-keyed disk cache).
+DISPATCHERS = jitcache.attach_all(globals())

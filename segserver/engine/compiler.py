@@ -17,7 +17,11 @@ import numpy.typing as npt
 from segserver.dsl import nodes as n
 from segserver.dsl.validate import parse_rule
 from segserver.engine import abi
+from segserver.engine.codegen import content_hash
 from segserver.engine.hashing import salt_hash
+from segserver.engine.timing import time_tests
+from segserver.engine.wide import Tables as WideTables
+from segserver.engine.wide import build_tables
 from segserver.errors import RuleError
 from segserver.profile.schema import H_IDHASH, Layout
 from segserver.profile.vocabulary import Vocabulary
@@ -58,6 +62,16 @@ class Program:
     generation: int  # the vocabulary generation compiled against
     watch: Mapping[str, int] = field(default_factory=dict)  # attr → vocabulary size seen
     has_time: bool = False  # any time condition (within, windows, ...)?
+    #: Rows of the distinct time tests, by kind (age, anniversary, window): the rows
+    #: `next_change` visits. Segments often repeat a test ("page views in 7 days >= 5");
+    #: its next change is the same, so it is worked out once.
+    time_tests: tuple[npt.NDArray[np.int64], ...] = field(default_factory=tuple)
+    #: Tables of the branch-free single-profile kernel for large programs (`wide`);
+    #: None: the short-circuit interpreter evaluates it.
+    wide: WideTables | None = None
+    #: `codegen.content_hash` of code and constants: the identity of generated code
+    #: (computed once here: bulk calls look it up per block).
+    digest: str = ""
 
     def is_stale(self, vocab: Vocabulary) -> bool:
         """True when `vocab` gained values that a string operator of this program may match."""
@@ -114,14 +128,15 @@ def build_program(segments: Sequence[SegmentDef], layout: Layout, vocab: Vocabul
     for bit in order:
         seg = segments[bit]
         lowering.segment(bit, seg.id, trees[seg.id], seg.salt or seg.id)
-    code = np.array(lowering.rows, dtype=np.int64).reshape(-1, abi.WIDTH)
+    code = np.ascontiguousarray(np.array(lowering.rows, dtype=np.int64).reshape(-1, abi.WIDTH))
     consts = np.array(lowering.consts, dtype=np.float64)
+    words = max(1, (len(ids) + 63) // 64)
     return Program(
         segment_ids=tuple(ids),
         priorities=tuple(s.priority for s in segments),
-        code=np.ascontiguousarray(code),
+        code=code,
         consts=consts,
-        words=max(1, (len(ids) + 63) // 64),
+        words=words,
         n_features=layout.size // 8,
         clauses=tuple(lowering.clauses),
         rules=tuple(s.rule for s in segments),
@@ -129,6 +144,9 @@ def build_program(segments: Sequence[SegmentDef], layout: Layout, vocab: Vocabul
         generation=vocab.generation,
         watch=dict(lowering.watch),
         has_time=lowering.has_time,
+        time_tests=time_tests(code, consts),
+        wide=build_tables(code, consts),
+        digest=content_hash(code, consts, words),
     )
 
 

@@ -5,11 +5,11 @@ exceptions or I/O, and total on any profile (a missing or odd value is "no match
 Validation and dispatch live in `segserver.engine` (the Python wrappers).
 
 * `eval_single`: one profile, following JT/JF jumps (short-circuit, no scratch memory).
-* `next_change`: the earliest instant after `now` at which any time test may flip.
-* the batch kernel lives in `segserver.engine.batch` and shares these helpers.
+* the batch kernel lives in `segserver.engine.batch`, `next_change` in
+  `segserver.engine.timing`; both share these helpers.
 
-Compiled lazily and cached on disk (`cache=True`); `segserver.engine.warm` compiles
-every signature up front, pointing the cache at the data directory.
+Compiled lazily and cached on disk by content (`segserver.engine.jitcache`);
+`segserver.engine.warm` compiles every signature up front.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import math
 import numba
 import numpy as np
 
+from segserver.engine import jitcache
 from segserver.engine.abi import (
     BETWEEN,
     CMP,
@@ -54,10 +55,11 @@ from segserver.engine.abi import (
 )
 from segserver.profile.schema import DAY_SECONDS, WINDOW_DAYS
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+# Not `cache=True`: `jitcache.attach` gives every dispatcher a cache keyed by content.
+_jit = numba.njit(nogil=True, error_model="numpy")
 # Small helpers are inlined at Numba IR level: a real call passes each array as a struct
 # and increments/decrements its reference count (measured: ~25 ns per test row).
-_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+_inline = numba.njit(nogil=True, error_model="numpy", inline="always")
 _ONE = np.uint64(1)
 _INF = math.inf
 MIN_INSTANT, MAX_INSTANT = -62135596800.0, 253402300800.0
@@ -424,59 +426,5 @@ def eval_single(code, consts, f, now, out):  # type: ignore[no-untyped-def]
         pc = code[pc, JT] if v else code[pc, JF]
 
 
-@_jit
-def next_change(code, consts, f, now):  # type: ignore[no-untyped-def]
-    """Earliest instant after `now` at which a time test of the program may flip (inf: none)."""
-    f32 = f.view(np.float32)
-    today = today_of(now)
-    best = _INF
-    for pc in range(code.shape[0]):
-        op = code[pc, OP]
-        t = _INF
-        if op == OP_AGE:
-            x = f[code[pc, A]]
-            edge = x + consts[code[pc, B]]
-            if x == x and now < edge:
-                t = edge
-        elif op == OP_ANNIV:
-            t = _anniversary_change(f[code[pc, A]], code[pc, C], today)
-        elif op in (OP_WINDOW, OP_WINDOW_REF):
-            t = _window_change(code, consts, f, f32, now, pc, today)
-        best = min(best, t)
-    return best
-
-
-@_jit
-def _anniversary_change(x, days, today):  # type: ignore[no-untyped-def]
-    v0, cand = anniversary(x, days, today)
-    day = today
-    v = v0
-    for _ in range(4):
-        nxt = cand + 1 if v else cand - days + 1
-        if nxt <= day:
-            return _INF
-        v, cand = anniversary(x, days, nxt)
-        day = nxt
-        if v != v0:
-            return np.float64(day * DAY_SECONDS)
-    return _INF
-
-
-@_jit
-def _window_change(code, consts, f, f32, now, pc, today):  # type: ignore[no-untyped-def]
-    span = code[pc, C] + code[pc, D]
-    if code[pc, OP] == OP_WINDOW_REF:
-        b = code[pc, B]
-        span = max(span, np.int64(consts[b + 1]) + np.int64(consts[b + 2]))
-    no_bits = np.zeros(1, dtype=np.uint64)
-    v0 = leaf(code, consts, f, f32, now, today, pc, no_bits)
-    for step in range(1, span + 2):
-        if leaf(code, consts, f, f32, now, today + step, pc, no_bits) != v0:
-            return np.float64((today + step) * DAY_SECONDS)
-    return _INF
-
-
-#: Every dispatcher of this module (warm() re-points their caches at the data directory).
-DISPATCHERS = tuple(
-    v for v in list(globals().values()) if isinstance(v, numba.core.dispatcher.Dispatcher)
-)
+#: Every dispatcher of this module (each with the content-keyed disk cache).
+DISPATCHERS = jitcache.attach_all(globals())

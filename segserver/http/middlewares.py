@@ -125,6 +125,14 @@ async def admin_auth_middleware(request: web.Request, handler: Handler) -> web.S
             op = BY_ROUTE.get((method, resource.canonical))
             need = op.access if op is not None and isinstance(op.access, Role) else Role.ROOT
             require(request, need)
+            if op is not None and request.query:
+                known = {p.name for p in op.query}
+                unknown = sorted(set(request.query) - known)
+                if unknown:  # a misspelt filter must not silently return everything
+                    takes = ", ".join(sorted(known)) or "none"
+                    raise errors.ValidationError(
+                        f"{unknown[0][:64]}: unknown query parameter (this operation takes "
+                        f"{takes})", code="unknown_parameter")  # fmt: skip
     return await handler(request)
 
 

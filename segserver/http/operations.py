@@ -59,8 +59,9 @@ OPS: list[Op] = [
     Op("POST", "/v1/context", PUBLIC, "A page view: events, segments and decisions in one "
        "round trip", "public", pub.PageViewBody, 200, pub.PageViewAnswer, errors=(429,),
        description="Behavioural events only with the public site key (trusted types are "
-       "rejected per event with code server_key_required). Over a quota the answer is "
-       "the degraded one (each placement's default content) with Retry-After."),
+       "rejected per event with code server_key_required); every type with the server "
+       "key (a back end rendering the page). Over a quota the answer is the degraded one "
+       "(each placement's default content) with Retry-After."),
     Op("POST", "/v1/events", PUBLIC, "A batch of events of any visitors of the site",
        "public", pub.EventsBody, 202, pub.EventsAnswer, errors=(429,),
        description="Trusted event types (purchase, refund, signup, login, identify, "

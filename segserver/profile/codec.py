@@ -1,4 +1,9 @@
-"""Profile bytes → numbers (for the engine) and → JSON by attribute name (for people)."""
+"""Stored profile bytes → the engine's feature vector, and → JSON by attribute name.
+
+Stored bytes are format 2 (segserver/profile/packed.py) or, until a visitor's next
+write, format 1; both decode to the same float64 vector (schema.py), so the engine,
+bulk recompute and analytics never see the stored format.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from segserver.profile import packed
 from segserver.profile.schema import (
     DAY_SECONDS,
     H_IDHASH,
@@ -22,15 +28,14 @@ from segserver.profile.vocabulary import Vocabulary
 
 
 def features(blob: bytes, layout: Layout) -> npt.NDArray[np.float64]:
-    """The float64 view of a profile, padded to `layout` (zero-copy when current)."""
-    return np.frombuffer(layout.pad(blob), dtype=np.float64)
+    """The float64 feature vector (layout.size // 8) of a stored profile; b"" (no
+    profile) gives the empty profile. Read-only unless freshly decoded."""
+    return packed.features(blob, layout)
 
 
 def features_block(blobs: list[bytes], layout: Layout) -> npt.NDArray[np.float64]:
-    """N profiles as one C-contiguous (N, layout.size // 8) float64 block."""
-    size = layout.size
-    joined = b"".join(b if len(b) == size else layout.pad(b)[:size] for b in blobs)
-    return np.frombuffer(joined, dtype=np.float64).reshape(len(blobs), size // 8)
+    """N stored profiles as one C-contiguous (N, layout.size // 8) float64 block."""
+    return packed.features_block(blobs, layout)
 
 
 def _iso(ts: float) -> str:

@@ -126,7 +126,7 @@ class Ingestor:
         applied: dict[str, Applied] = {}
         stored_events: list[Event] = []
         read_error: list[StorageError] = []
-        template = site.schema.layout.template
+        layout = site.schema.layout
 
         async def apply(vid: str, items: list[tuple[int, Event, Plan]]) -> None:
             batch = [
@@ -134,7 +134,7 @@ class Ingestor:
                 for _, ev, plan in items
             ]
             try:
-                done = await self.profiles.apply(site.id, vid, template, batch, now)
+                done = await self.profiles.apply(site.id, vid, layout, batch, now)
             except StorageError as exc:
                 for i, _, _ in items:
                     results[i] = EventResult(i, PENDING if _maybe_done(exc) else NOT_STORED, exc)

@@ -33,6 +33,9 @@ class Opcode(enum.IntEnum):
 
 
 FLAG_WHEN_GAP = 1  # apply only if the last CHECK_GAP of this event found a gap
+# A CHECK_GAP record's flags // 2 counts the FLAG_WHEN_GAP records right after it, which
+# the script skips unread when there is no gap (most page views): set by `pack_ops`.
+GUARDED_MAX = 127
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +51,27 @@ class Op:
 
 
 def pack_ops(ops: Iterable[Op]) -> bytes:
-    return b"".join(op.pack() for op in ops)
+    """The records of `ops`, each CHECK_GAP with the count of gap-only records after it."""
+    ops = list(ops)
+    out = []
+    for i, op in enumerate(ops):
+        flags = op.flags
+        if op.opcode is Opcode.CHECK_GAP:
+            guarded = 0
+            while (
+                i + 1 + guarded < len(ops)
+                and ops[i + 1 + guarded].flags & FLAG_WHEN_GAP
+                and guarded < GUARDED_MAX
+            ):
+                guarded += 1
+            flags = (flags & FLAG_WHEN_GAP) | guarded << 1
+        out.append(RECORD.pack(op.opcode, flags, op.offset, op.a, op.b))
+    return b"".join(out)
 
 
 def unpack_ops(data: bytes) -> list[Op]:
-    return [Op(Opcode(c), off, a, b, fl) for c, fl, off, a, b in RECORD.iter_unpack(data)]
+    """The ops of packed records (a CHECK_GAP's count of guarded records dropped)."""
+    return [
+        Op(Opcode(c), off, a, b, fl & FLAG_WHEN_GAP if c == Opcode.CHECK_GAP else fl)
+        for c, fl, off, a, b in RECORD.iter_unpack(data)
+    ]

@@ -1,9 +1,7 @@
-"""The profile schema: built-in and declared attributes, and their byte layout.
+"""The profile schema: built-in and declared attributes, and the feature vector layout.
 
-A profile is one Redis string with a fixed little-endian binary layout that NumPy
-views without parsing (np.frombuffer) and Redis' Lua reads and writes with
-`struct`. Measured in `segserver bench profile`: decoding a 300-byte msgpack map
-costs ~3.6 µs, viewing this layout ~0.3 µs (see README "Numbers").
+The layout places every attribute in the float64 **feature vector** the engine's
+kernels read (engine/abi.py), fixed and little-endian:
 
     offset 0   header, 4 × float64: FORMAT, VERSION (event batches applied),
                ORDINAL (dense per-shard number), IDHASH (32-bit hash of the visitor id)
@@ -13,12 +11,16 @@ costs ~3.6 µs, viewing this layout ~0.3 µs (see README "Numbers").
                [head_day, 35 ring slots]; the slot of day d is d % 35, valid when
                head_day - 35 < d <= head_day (days since the Unix epoch, UTC)
 
-Every offset is a multiple of 8, so one float64 view of the bytes addresses every
-scalar by `offset // 8` and a float32 view every window slot by `offset // 4`.
+Every offset is a multiple of 8, so one float64 view addresses every scalar by
+`offset // 8` and a float32 view every window slot by `offset // 4`.
+
+Stored profiles (format 2, segserver/profile/packed.py) keep only the slots a visitor
+has and are decoded into this vector; format 1 stored the vector itself (1,272 bytes
+for the demo site whatever the visitor did) and still decodes.
 
 The layout is append-only: attributes a site declares later are appended, so a
-profile written under an older schema is a prefix of the new layout; readers pad
-it with `Layout.template` (missing scalars NaN, empty windows).
+vector of an older schema is a prefix of the new one; readers pad it with
+`Layout.template` (missing scalars NaN, empty windows).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from segserver.errors import ValidationError
 
@@ -303,7 +308,8 @@ class Layout:
 
     @cached_property
     def template(self) -> bytes:
-        """The bytes of a profile nobody has written to: scalars NaN, windows empty."""
+        """The feature vector (as bytes) of a profile nobody has written to: scalars
+        NaN, windows empty."""
         buf = bytearray(self.size)
         struct.pack_into("<dddd", buf, 0, FORMAT, 0.0, math.nan, math.nan)
         nan = struct.pack("<d", math.nan)
@@ -314,7 +320,30 @@ class Layout:
         return bytes(buf)
 
     def pad(self, blob: bytes) -> bytes:
-        """Extend a profile written under an older (shorter) layout to this one."""
+        """Extend a feature vector of an older (shorter) layout to this one."""
         if len(blob) >= self.size:
             return blob
         return blob + self.template[len(blob) :]
+
+    @cached_property
+    def features_template(self) -> npt.NDArray[np.float64]:
+        """`template` as a read-only float64 vector (what decoding starts from)."""
+        return np.frombuffer(self.template, np.float64)
+
+    @cached_property
+    def slot_kinds(self) -> npt.NDArray[np.uint8]:
+        """Per float64 slot: 1 a scalar, 2 the start of a window block, 0 otherwise."""
+        kinds = np.zeros(self.size // 8, np.uint8)
+        for attr in self.attributes.values():
+            kinds[attr.index : attr.index + attr.slots] = 1
+            if attr.window is not None:
+                kinds[attr.window // 8] = 2
+        kinds.flags.writeable = False
+        return kinds
+
+    @cached_property
+    def window_slots(self) -> bytes:
+        """The float64 slots where window blocks start, as "7,26,..." (lua/apply_events.lua
+        needs them to read a format-1 profile)."""
+        return ",".join(str(a.window // 8) for a in self.attributes.values()
+                        if a.window is not None).encode()  # fmt: skip

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from redis.exceptions import RedisError
 
 from segserver.errors import StorageError
 from segserver.profile.identity import visitor_hash
+from segserver.profile.schema import Layout
 from segserver.storage.client import Client
 from segserver.storage.keys import Keys
 from segserver.storage.scripts import Scripts
@@ -21,7 +23,7 @@ class Applied:
     """The profile after the batch, the stored membership as it was, and per event:
     True applied, False duplicate id."""
 
-    profile: bytes
+    profile: bytes  # stored bytes (codec.features decodes them); b"" = no profile
     bits: bytes  # the stored membership bitmap (by segment slot) before this batch
     caps: dict[str, int]  # frequency-cap counters
     applied: list[bool]
@@ -39,19 +41,19 @@ class ProfileStore:
         self,
         site: str,
         visitor_id: str,
-        template: bytes,
+        layout: Layout,
         events: Sequence[tuple[str | None, bytes]],
         now: float,
     ) -> Applied:
         """Apply `events` ((event id, packed ops) in order) atomically to one visitor."""
-        keys, args = self._apply_call(site, visitor_id, template, events, now)
+        keys, args = self._apply_call(site, visitor_id, layout, events, now)
         return _applied(await self.scripts.call("apply_events", keys, args))
 
     async def apply_pipelined(
         self,
         site: str,
         batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]],
-        template: bytes,
+        layout: Layout,
         now: float,
     ) -> list[Applied]:
         """`apply` for many visitors in one round trip (a single node: redis-py blocks
@@ -60,7 +62,7 @@ class ProfileStore:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for visitor_id, events in batches:
-                    keys, args = self._apply_call(site, visitor_id, template, events, now)
+                    keys, args = self._apply_call(site, visitor_id, layout, events, now)
                     await script(keys=keys, args=args, client=pipe)
                 results = await pipe.execute()
         except (RedisError, OSError) as exc:
@@ -68,17 +70,17 @@ class ProfileStore:
         return [_applied(r) for r in results]
 
     def _apply_call(
-        self, site: str, visitor_id: str, template: bytes,
+        self, site: str, visitor_id: str, layout: Layout,
         events: Sequence[tuple[str | None, bytes]], now: float,
     ) -> tuple[list[str], list[bytes | str | float | int]]:  # fmt: skip
         """KEYS and ARGV of lua/apply_events.lua (see its header)."""
         k = self.keys.visitor(site, visitor_id)
         args: list[bytes | str | float | int] = [
-            repr(now), self.dedup_window_seconds, self.profile_ttl_seconds, template,
-            visitor_id, visitor_hash(visitor_id),
+            repr(now), self.dedup_window_seconds, self.profile_ttl_seconds,
+            layout.window_slots, visitor_id, visitor_hash(visitor_id),
         ]  # fmt: skip
         for event_id, ops in events:
-            args.append(event_id or "")
+            args.append(event_key(event_id) if event_id else b"")
             args.append(ops)
         return [k.profile, k.event_ids, k.shard_seq, k.shard_ordinals, k.bits, k.caps], args
 
@@ -99,6 +101,14 @@ class ProfileStore:
                 return sum(await pipe.execute())
         except (RedisError, OSError) as exc:
             raise StorageError(f"counting profiles failed: {exc}") from exc
+
+
+def event_key(event_id: str) -> bytes:
+    """What lua/apply_events.lua remembers of an event id: the first 8 bytes of its SHA-1
+    (the script derives the same from ids it finds in the sorted sets of the format
+    before). Two ids of one visitor within the dedup window collide with a probability
+    near n² / 2⁶⁵."""
+    return hashlib.sha1(event_id.encode(), usedforsecurity=False).digest()[:8]
 
 
 def _applied(result: list[Any]) -> Applied:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
-
-from segserver.demo import ensure_demo_site, seed_visitors, visitor_events
+from segserver.demo import ensure_demo_site, seed_profiles, seed_visitors, visitor_events
 from segserver.membership import evaluate_visitor
+from segserver.profile import codec, packed
 from segserver.profile.schema import H_ORDINAL
 from segserver.storage.analytics import AnalyticsStore
 from segserver.wiring import Services
@@ -24,8 +23,12 @@ async def test_seeded_visitors_have_ordinals_and_stored_membership(
     assert (stats.visitors, stats.created) == (150, 150)
     assert stats.rate > 0
     assert await services.profiles.count(site.id) == 150
+    again = await seed_profiles(services, site.id, 160, seed=9)  # 150 exist: left alone
+    assert (again.visitors, again.created) == (160, 10)
+    assert await services.profiles.count(site.id) == 160
 
     ctx = await services.runtime.get(site.id)
+    layout = ctx.data.schema.layout
     program = ctx.current_program()
     counts = dict.fromkeys(program.segment_ids, 0)
     ordinals: dict[int, set[int]] = {}
@@ -34,7 +37,8 @@ async def test_seeded_visitors_have_ordinals_and_stored_membership(
         blob = await services.profiles.get(site.id, vid)
         assert blob is not None
         shard = services.keys.visitor(site.id, vid).shard
-        ordinals.setdefault(shard, set()).add(int(np.frombuffer(blob, np.float64)[H_ORDINAL]))
+        assert blob[0] == packed.FORMAT
+        ordinals.setdefault(shard, set()).add(int(codec.features(blob, layout)[H_ORDINAL]))
         item = evaluate_visitor(ctx, vid, blob, clock.now)
         assert item is not None
         stored = await services.membership.read(site.id, vid)
@@ -42,6 +46,14 @@ async def test_seeded_visitors_have_ordinals_and_stored_membership(
         for sid, value in zip(program.segment_ids, item.values, strict=True):
             counts[sid] += int(value)
             assert (ctx.segments[sid].slot in stored.slots().tolist()) == bool(value), (vid, sid)
+    # stored compactly: the target is 500 bytes for a typical visitor
+    usage = [
+        await services.clients.raw.memory_usage(
+            services.keys.visitor(site.id, f"demo-9-{i}").profile
+        )
+        for i in range(150)
+    ]
+    assert sorted(usage)[75] <= 500, usage
     # dense ordinals per shard, as lua/apply_events.lua hands them out
     for shard, found in ordinals.items():
         assert found == set(range(len(found))), shard

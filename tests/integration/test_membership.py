@@ -8,13 +8,14 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-import numpy as np
 import pytest_asyncio
 import redis.asyncio as aioredis
 
 from segserver.catalogue.runtime import SiteContext
 from segserver.config import Settings
 from segserver.jobs.expiry import ExpiryScheduler
+from segserver.profile import codec
+from segserver.profile.schema import H_ORDINAL
 from segserver.wiring import Services
 from tests.conftest import Clock
 
@@ -102,7 +103,7 @@ async def bitmaps_agree(services: Services, ctx: SiteContext, vids: list[str]) -
         vk = services.keys.visitor("shop", vid)
         blob = await services.profiles.get("shop", vid)
         assert blob is not None
-        ordinal = int(np.frombuffer(blob, np.float64)[2])
+        ordinal = int(codec.features(blob, ctx.data.schema.layout)[H_ORDINAL])
         stored = await stored_segments(services, ctx, vid)
         for seg in ctx.segments.values():
             bit = await client.getbit(services.keys.segment_bitmap("shop", vk.shard, seg.slot),
@@ -125,7 +126,8 @@ async def test_concurrent_events_keep_bitset_and_bitmaps_in_agreement(
     blob = await services.profiles.get("shop", "bob")
     assert blob is not None
     await bitmaps_agree(services, shop, ["bob"])
-    cart_items = float(np.frombuffer(blob, np.float64)[shop.data.schema.layout["cart_items"].index])
+    layout = shop.data.schema.layout
+    cart_items = float(codec.features(blob, layout)[layout["cart_items"].index])
     assert ("carters" in await stored_segments(services, shop, "bob")) == (cart_items > 0)
 
 
@@ -169,7 +171,7 @@ async def test_deleting_a_visitor_clears_its_bits(services: Services, shop: Site
     vk = services.keys.visitor("shop", "dan")
     blob = await services.profiles.get("shop", "dan")
     assert blob is not None
-    ordinal = int(np.frombuffer(blob, np.float64)[2])
+    ordinal = int(codec.features(blob, shop.data.schema.layout)[H_ORDINAL])
     de = shop.segments["de"].slot
     bitmap = services.keys.segment_bitmap("shop", vk.shard, de)
     assert await services.clients.raw.getbit(bitmap, ordinal) == 1

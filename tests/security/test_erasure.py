@@ -107,6 +107,38 @@ async def test_expired_profiles_are_cleaned_up(settings: Settings, clock: Clock)
         assert await size(client, "seen") == 2
 
 
+async def test_the_sweep_rests_after_a_whole_pass(settings: Settings, clock: Clock) -> None:
+    """A whole pass over every visitor, then nothing until the rest is over (the sweep
+    runs beside page views: a small site must not be re-read every second)."""
+    async with app_with(settings, clock, expired_sweep_per_second=0) as client:
+        site = await make_site(client, prebuilt=False)
+        services = client.app[SERVICES]
+        for i in range(30):
+            await client.post("/v1/context", headers=site_key(site), json={
+                "visitor_id": f"zq9v{i}", "events": [{"type": "page_view"}]})  # fmt: skip
+        sweep = services.sweep
+        wall = [1000.0]
+        sweep.clock, sweep.rest_seconds = (lambda: wall[0]), 300.0
+        scanned = []
+        real = sweep.run_once
+
+        async def counted(now: float, budget: int) -> tuple[int, int]:
+            checked, purged = await real(now, budget)
+            scanned.append(checked)
+            return checked, purged
+
+        sweep.run_once = counted  # type: ignore[method-assign]
+        for _ in range(3):  # about 20 a round (whole chunks): the pass ends in round two
+            await sweep.run_round(clock, 20)
+        assert len(scanned) == 2 and sum(scanned) == 30, scanned  # each visitor once
+        wall[0] += 299
+        await sweep.run_round(clock, 20)
+        assert len(scanned) == 2  # still resting
+        wall[0] += 2
+        await sweep.run_round(clock, 20)
+        assert len(scanned) == 3 and scanned[-1] >= 20  # the next pass begins
+
+
 async def test_references_must_exist_and_block_deletion(
     client: Client, site: dict[str, Any]
 ) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numba
 import numpy as np
 import pytest
 
+from segserver.bench.features import build_features
 from segserver.dsl.validate import instant
 from segserver.engine import (
     DISPATCHERS,
@@ -17,6 +17,7 @@ from segserver.engine import (
     evaluate,
     evaluate_batch,
     explain,
+    jitcache,
     kernels,
     members,
     next_change,
@@ -24,7 +25,6 @@ from segserver.engine import (
 )
 from segserver.engine import reference as twin
 from segserver.engine.hashing import bucket_of, mix64, salt_hash, visitor_bucket
-from segserver.engine.profiles import build_features
 from segserver.profile.identity import visitor_hash
 from segserver.profile.schema import DAY_SECONDS, Schema
 from segserver.profile.vocabulary import Vocabulary
@@ -264,20 +264,19 @@ def test_buckets_split_evenly_and_kernels_agree(impl: str) -> None:
     assert 400 < counts["a"] < 600
 
 
-def test_warm_points_the_numba_cache_at_the_data_dir(
+def test_warm_points_the_kernel_cache_at_the_given_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Only the re-pointing: compiling every signature into an empty cache takes a minute.
+    # Only the re-pointing: compiling every signature into an empty cache takes minutes.
     monkeypatch.setattr("segserver.engine.SIGNATURES", ())
-    previous = numba.config.CACHE_DIR
+    previous = jitcache.root()
     try:
-        warm(tmp_path / "numba")
-        path = kernels.eval_single._cache._cache_path
-        assert path.startswith(str(tmp_path / "numba"))
+        warm(tmp_path / "kernels")
+        path = kernels.eval_single._cache.cache_path
+        assert path == str(tmp_path / "kernels" / f"kernels-{jitcache.KERNEL_KEY}")
     finally:
-        numba.config.CACHE_DIR = previous
-        for dispatcher in DISPATCHERS:
-            dispatcher.enable_caching()
+        jitcache.use_root(previous)
+    assert kernels.eval_single._cache.cache_path == str(jitcache.kernels_dir())
 
 
 def test_window_days_outside_the_ring_count_zero(impl: str) -> None:
@@ -294,7 +293,7 @@ def test_window_days_outside_the_ring_count_zero(impl: str) -> None:
 
 
 def test_parallel_batch_matches_single_on_many_profiles() -> None:
-    from segserver.engine.bench import REALISTIC, make_vocab, random_profiles
+    from segserver.bench.eval_sets import REALISTIC, make_vocab, random_profiles
 
     vocab = make_vocab()
     program = build_program([SegmentDef(sid, rule) for sid, rule in REALISTIC], LAYOUT, vocab)
@@ -318,3 +317,22 @@ def test_an_empty_program_matches_nothing(impl: str) -> None:
     out = np.ones((5, program.words), np.uint64)
     evaluate_batch(program, np.tile(f, (5, 1)), NOW, out)
     assert not out.any()
+
+
+def test_large_programs_take_the_branch_free_kernel_and_agree() -> None:
+    from segserver.bench.eval_sets import generated_segments, make_vocab, random_profiles
+
+    program = build_program(generated_segments(300, 4), LAYOUT, make_vocab())
+    assert program.wide is not None  # > wide.MIN_ROWS rows
+    block = random_profiles(LAYOUT, 60, np.random.default_rng(5))
+    for f in block:
+        want = np.zeros(program.words, np.uint64)
+        twin.evaluate(program, f, NOW, want)
+        got = np.zeros(program.words, np.uint64)
+        evaluate(program, f, NOW, got)
+        assert (got == want).all()
+    # a segment longer than the reach register keeps the short-circuit interpreter
+    long_rule = {"any": [{"attr": "orders", "op": "eq", "value": i} for i in range(70)]}
+    many = [SegmentDef(f"s{i}", {"attr": "orders", "op": "gte", "value": i}) for i in range(600)]
+    assert build_program([*many, SegmentDef("long", long_rule)], LAYOUT, Vocabulary()).wide is None
+    assert build_program(many, LAYOUT, Vocabulary()).wide is not None

@@ -1,16 +1,27 @@
-"""Property test: random rules and profiles; the twin, the single and the batch kernels agree."""
+"""Property test: random rules and profiles; the twin, the single and the batch kernels,
+the generated batch code and NumPy agree (bits and next_change)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segserver.engine import SegmentDef, build_program, evaluate, evaluate_batch, next_change
+from segserver.bench.numpy_eval import evaluate_numpy
+from segserver.engine import (
+    SegmentDef,
+    build_program,
+    evaluate,
+    evaluate_batch,
+    generate,
+    next_change,
+    next_change_batch,
+)
 from segserver.engine import reference as twin
-from segserver.engine.numpy_eval import evaluate_numpy
+from segserver.engine.wide import build_tables
 from segserver.profile.schema import DAY_SECONDS, Schema
 from segserver.profile.vocabulary import Vocabulary
 
@@ -232,17 +243,25 @@ def test_twin_single_and_batch_agree(
     program = build_program([SegmentDef(f"s{i}", r) for i, r in enumerate(rules)], LAYOUT, _vocab())
     block = np.stack([data.draw(profiles(t)) for _ in range(3)])
     expected = np.zeros((3, program.words), np.uint64)
+    wide = build_tables(program.code, program.consts, min_rows=0)
+    forced = dataclasses.replace(program, wide=wide)  # the large-program kernel, forced
     for i in range(3):
         twin.evaluate(program, block[i], t, expected[i])
         got = np.zeros(program.words, np.uint64)
         evaluate(program, block[i], t, got)
         assert (got == expected[i]).all(), i
+        if wide is not None:  # None: a segment longer than the reach register
+            evaluate(forced, block[i], t, got)
+            assert (got == expected[i]).all(), i
         assert next_change(program, block[i], t) == twin.next_change(program, block[i], t)
     for parallel in (False, True):
         out = np.zeros((3, program.words), np.uint64)
         evaluate_batch(program, block, t, out, parallel=parallel)
         assert (out == expected).all()
     assert (evaluate_numpy(program, block, t) == expected).all()  # the benchmark's baseline
+    changes = np.zeros(3)
+    next_change_batch(program, block, t, changes)
+    assert changes.tolist() == [twin.next_change(program, block[i], t) for i in range(3)]
     # several blocks (state carried across blocks must be reset): the same rows, tiled
     tiled = np.ascontiguousarray(np.tile(block, (200, 1)))
     out = np.zeros((600, program.words), np.uint64)
@@ -294,3 +313,61 @@ def test_anniversaries_across_years_agree(born: int, today: int, seconds: int, d
     out = np.zeros((1, 1), np.uint64)
     evaluate_batch(program, f[None, :].copy(), now, out)
     assert out[0, 0] == expected[0]
+
+
+@st.composite
+def many_rules(draw: st.DrawFn) -> list[dict[str, Any]]:
+    count = draw(st.integers(12, 30))
+    return [draw(rule(i)) for i in range(count)]
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), rules=many_rules())
+def test_generated_code_agrees_with_the_twin(
+    data: st.DataObject, rules: list[dict[str, Any]]
+) -> None:
+    # One program of many random rules per example: each generated kernel is a compile
+    # of seconds in a worker process.
+    program = build_program([SegmentDef(f"s{i}", r) for i, r in enumerate(rules)], LAYOUT, _vocab())
+    assert generate(program).result(600)
+    for shift in data.draw(st.lists(st.integers(-3 * 86400, 3 * 86400), min_size=2, max_size=3)):
+        t = NOW0 + shift
+        block = np.stack([data.draw(profiles(t)) for _ in range(40)])
+        expected = np.zeros((40, program.words), np.uint64)
+        for i in range(40):
+            twin.evaluate(program, block[i], t, expected[i])
+        out = np.zeros((40, program.words), np.uint64)
+        evaluate_batch(program, block, t, out)  # the generated kernel
+        assert (out == expected).all()
+        tiled = np.ascontiguousarray(np.tile(block, (13, 1)))  # 520 rows: several blocks
+        out = np.zeros((520, program.words), np.uint64)
+        evaluate_batch(program, tiled, t, out, parallel=True)
+        assert (out == np.tile(expected, (13, 1))).all()
+        assert (evaluate_numpy(program, block, t) == expected).all()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    rules=st.lists(rule(0), min_size=1, max_size=3),
+    now=st.integers(-3 * 86400, 3 * 86400),
+)
+def test_next_change_with_fractional_and_huge_window_counts(
+    data: st.DataObject, rules: list[dict[str, Any]], now: int
+) -> None:
+    # Whole-number rings take the running-sum path of timing.window_sums_ahead; these
+    # (amounts, tiny and huge values, a negative zero) take the day-by-day sums.
+    t = NOW0 + now
+    program = build_program([SegmentDef(f"s{i}", r) for i, r in enumerate(rules)], LAYOUT, _vocab())
+    f = data.draw(profiles(t))
+    f32 = f.view(np.float32)
+    values = st.sampled_from([0.1, 2.5, 1e-7, 3e9, -0.0, 7.0, 1e30, 0.3])
+    for name in WINDOWED:
+        wi = LAYOUT[name].window_index
+        assert wi is not None
+        for slot in data.draw(st.lists(st.integers(0, 34), max_size=10)):
+            f32[wi + 1 + slot] = data.draw(values)
+    assert next_change(program, f, t) == twin.next_change(program, f, t)
+    changes = np.zeros(2)
+    next_change_batch(program, np.stack([f, f]), t, changes)
+    assert changes.tolist() == [twin.next_change(program, f, t)] * 2

@@ -1,13 +1,15 @@
 """The semantics table: every operator on matching, non-matching and missing values.
 
 The cases live in tests/cases/rules/semantics.json (shared with other implementations)
-and run against the pure-Python twin and the Numba kernels (single and batch). The
+and run against the pure-Python twin and the Numba kernels (single: short-circuit and
+wide; batch: one and all cores). Generated code runs them in test_engine_generated.py. The
 table in docs/rules.md is generated from the same cases; this test fails when it is
 out of date (regenerate: `.venv/bin/python tests/unit/test_engine_semantics.py`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -16,11 +18,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from segserver.bench.features import build_features
 from segserver.dsl.text import to_text
 from segserver.dsl.validate import instant
 from segserver.engine import SegmentDef, build_program, evaluate, evaluate_batch, members
 from segserver.engine import reference as twin
-from segserver.engine.profiles import build_features
+from segserver.engine.wide import build_tables
 from segserver.profile.schema import Schema
 from segserver.profile.vocabulary import Vocabulary
 
@@ -44,6 +47,10 @@ def run(impl: str, rule: dict[str, Any], profile: dict[str, Any], now_iso: str) 
         twin.evaluate(program, features, now, out)
     elif impl == "numba":
         evaluate(program, features, now, out)
+    elif impl == "wide":  # the branch-free kernel of large programs, forced on this one
+        tables = build_tables(program.code, program.consts, min_rows=0)
+        assert tables is not None
+        evaluate(dataclasses.replace(program, wide=tables), features, now, out)
     else:
         block = np.ascontiguousarray(np.tile(features, (3, 1)))
         outs = np.zeros((3, program.words), np.uint64)
@@ -57,7 +64,7 @@ def _ids() -> list[str]:
     return [c["op"] for c in CASES["cases"]]
 
 
-@pytest.mark.parametrize("impl", ["py", "numba", "batch", "parallel"])
+@pytest.mark.parametrize("impl", ["py", "numba", "wide", "batch", "parallel"])
 @pytest.mark.parametrize("case", CASES["cases"], ids=_ids())
 def test_operator(case: dict[str, Any], impl: str) -> None:
     for profile in case["match"]:

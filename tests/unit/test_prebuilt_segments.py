@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from segserver.bench.features import build_features
 from segserver.dsl.prebuilt import PrebuiltSegment, load_prebuilt, segments_dir
 from segserver.dsl.validate import instant
 from segserver.engine import SegmentDef, build_program, evaluate, members
 from segserver.engine import reference as twin
-from segserver.engine.profiles import build_features
 from segserver.errors import ConfigError
 from segserver.profile.schema import DAY_SECONDS, Schema
 from segserver.profile.vocabulary import Vocabulary
