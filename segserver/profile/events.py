@@ -72,6 +72,10 @@ class OpSpec:
     when_gap: bool = False
 
 
+# (opcode, byte offset (the window block's for WINDOW_ADD), flags, the spec)
+Step = tuple[Opcode, int, int, OpSpec]
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -166,6 +170,24 @@ class EventCatalog:
             for op in et.ops:
                 if op.attr not in layout:
                     raise ValueError(f"event {et.name}: unknown attribute {op.attr!r}")
+        self._steps: dict[str, tuple[Step, ...]] = {}
+
+    def steps(self, type_: str) -> tuple[Step, ...]:
+        """An event type's ops with their byte offsets and flags resolved once (the
+        layout lookups cost more than the rest of planning a page view's event)."""
+        found = self._steps.get(type_)
+        if found is None:
+            layout = self.schema.layout
+            out = []
+            for spec in self.types[type_].ops:
+                attr = layout[spec.attr]
+                offset = attr.offset
+                if spec.opcode is Opcode.WINDOW_ADD:
+                    assert attr.window is not None, attr.name
+                    offset = attr.window
+                out.append((spec.opcode, offset, FLAG_WHEN_GAP if spec.when_gap else 0, spec))
+            found = self._steps[type_] = tuple(out)
+        return found
 
 
 # --- validation -------------------------------------------------------------------
@@ -408,32 +430,26 @@ def _resolve(spec: OpSpec, event: Event) -> float | str | None:
 
 
 def plan_ops(event: Event, catalog: EventCatalog, limits: Limits) -> Plan:
-    layout = catalog.schema.layout
     plan = Plan()
+    ops = plan.ops
     if event.type == "identify":
-        _plan_identify(event, layout, plan)
-    for spec in catalog.types[event.type].ops:
-        attr = layout[spec.attr]
-        flags = FLAG_WHEN_GAP if spec.when_gap else 0
-        if spec.opcode is Opcode.CHECK_GAP:
-            plan.ops.append(
-                (
-                    Op(Opcode.CHECK_GAP, attr.offset, event.ts, limits.session_gap_seconds, flags),
-                    None,
-                )
-            )
+        _plan_identify(event, catalog.schema.layout, plan)
+    ts = event.ts
+    for opcode, offset, flags, spec in catalog.steps(event.type):
+        if opcode is Opcode.CHECK_GAP:
+            ops.append((Op(opcode, offset, ts, limits.session_gap_seconds, flags), None))
             continue
-        value = _resolve(spec, event)
+        given = spec.value  # constants and the event time inline: most ops of a page view
+        value = given if given is None or given.__class__ is float else (
+            ts if given == "ts" else _resolve(spec, event))  # fmt: skip
         if value is None or value == "":  # an empty string is no value
             continue
-        if spec.opcode is Opcode.WINDOW_ADD:
-            assert attr.window is not None, attr.name
-            day = float(event.ts // DAY_SECONDS)
-            plan.ops.append((Op(Opcode.WINDOW_ADD, attr.window, day, float(value), flags), None))
+        if opcode is Opcode.WINDOW_ADD:
+            ops.append((Op(opcode, offset, float(ts // DAY_SECONDS), float(value), flags), None))
         elif isinstance(value, str):
-            plan.ops.append((Op(spec.opcode, attr.offset, 0.0, 0.0, flags), (attr.name, value)))
+            ops.append((Op(opcode, offset, 0.0, 0.0, flags), (spec.attr, value)))
         else:
-            plan.ops.append((Op(spec.opcode, attr.offset, value, 0.0, flags), None))
+            ops.append((Op(opcode, offset, value, 0.0, flags), None))
     return plan
 
 

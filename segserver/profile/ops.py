@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 RECORD = struct.Struct("<BBIdd")
 
@@ -38,8 +38,10 @@ FLAG_WHEN_GAP = 1  # apply only if the last CHECK_GAP of this event found a gap
 GUARDED_MAX = 127
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
+class Op(NamedTuple):
+    """One record. A NamedTuple: a page view plans ~14 of them, and a tuple is made
+    3x faster than a frozen dataclass."""
+
     opcode: Opcode
     offset: int
     a: float = 0.0

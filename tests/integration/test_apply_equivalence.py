@@ -44,14 +44,17 @@ window_ops = st.builds(
     st.sampled_from(WINDOW),
     st.integers(-40, 40).map(lambda d: TODAY + d),
     st.one_of(st.integers(0, 3).map(float), st.floats(0, 500, allow_nan=False)),
+    st.just(0),
 )
-gap_ops = st.builds(Op, st.just(Opcode.CHECK_GAP), st.sampled_from(SCALAR), values, st.just(1800.0))
+gap_ops = st.builds(Op, st.just(Opcode.CHECK_GAP), st.sampled_from(SCALAR), values, st.just(1800.0),
+                    st.just(0))  # fmt: skip
 tag_ops = st.builds(
     Op,
     st.sampled_from(sorted(TAG_OPCODES)),
     st.just(TAGS.offset),
     st.just(float(TAGS.slots)),
     st.integers(1, 12).map(float),
+    st.just(0),
 )
 events = st.lists(
     st.lists(st.one_of(scalar_ops, window_ops, gap_ops, tag_ops), max_size=8),
