@@ -20,10 +20,12 @@ from segserver.catalogue.tokens import AdminTokens
 from segserver.catalogue.triggers import TriggerService
 from segserver.config import Settings
 from segserver.flows.after_events import AfterEvents
+from segserver.flows.console import Console
 from segserver.flows.edits import Edits
 from segserver.flows.events import Events
 from segserver.flows.pageview import PageViews
 from segserver.flows.visitors import Visitors
+from segserver.flows.winners import Winners
 from segserver.jobs.expiry import ExpiryScheduler
 from segserver.jobs.history import HistorySnapshotter
 from segserver.jobs.quota_sync import QuotaSync
@@ -116,6 +118,8 @@ class Services:
     visitors: Visitors
     results: Results
     analytics: SegmentAnalytics
+    console: Console  # what the admin page reads besides the API's resources
+    winners: Winners
     recomputer: Recomputer
     expiry: ExpiryScheduler
     history: HistorySnapshotter | None
@@ -181,6 +185,7 @@ def build_services(
     triggers = TriggerService(records, changes)
     erasure = ErasureStore(clients.raw, scripts, keys, changes,
                            s.change_stream_max_length)  # fmt: skip
+    analytics = SegmentAnalytics(analytics_store, ShardReader(clients.raw, keys), visitor_ttl)
     quotas = Quotas(
         key_requests=Buckets(s.quota_key_requests_per_minute),
         visitor_requests=Buckets(s.quota_visitor_requests_per_minute),
@@ -204,7 +209,10 @@ def build_services(
         visitors=Visitors(runtime=runtime, profiles=profiles, erasure=erasure, changes=changes,
                           catalogue=catalogue),
         results=Results(ResultStore(clients.raw, keys), runtime),
-        analytics=SegmentAnalytics(analytics_store, ShardReader(clients.raw, keys), visitor_ttl),
+        analytics=analytics,
+        console=Console(runtime=runtime, analytics=analytics, ingestor=ingestor, after=after,
+                        profiles=profiles, membership=membership),
+        winners=Winners(analytics),
         recomputer=recomputer,
         expiry=ExpiryScheduler(runtime, due, membership, keys,
                                lease=s.expiry_lease_seconds),

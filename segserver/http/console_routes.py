@@ -13,13 +13,11 @@ from aiohttp import web
 
 from segserver.api import console as m
 from segserver.errors import ValidationError
-from segserver.flows.console import MAX_POINTS, Console
+from segserver.flows.console import MAX_POINTS
 from segserver.flows.pageview import MAX_PLACEMENTS
-from segserver.flows.winners import Winners
 from segserver.http.keys import SERVICES
 from segserver.http.request import body_of, json_response, now
 from segserver.jobs.history import DAY
-from segserver.wiring import Services
 
 ADMIN_DIR = Path(__file__).resolve().parent.parent / "admin"
 S = "/v1/admin/sites/{site}"
@@ -30,17 +28,6 @@ _CACHE = {"Cache-Control": "no-cache"}
 #: The API (documented in /openapi.json, segserver/http/operations.py) and the page.
 routes = web.RouteTableDef()
 page_routes = web.RouteTableDef()
-
-
-def _console(services: Services) -> Console:
-    return Console(
-        runtime=services.runtime,
-        analytics=services.analytics,
-        ingestor=services.ingestor,
-        after=services.pageviews.after,
-        profiles=services.profiles,
-        membership=services.membership,
-    )
 
 
 def _number(request: web.Request, name: str, default: float, lo: float, hi: float) -> float:
@@ -85,7 +72,7 @@ async def admin_file(request: web.Request) -> web.FileResponse:
 @routes.get(S + "/schema")
 async def schema(request: web.Request) -> web.Response:
     """Attributes (kind, window, source, operators, known values) and segments."""
-    console = _console(request.app[SERVICES])
+    console = request.app[SERVICES].console
     return json_response(await console.schema(request.match_info["site"]))
 
 
@@ -96,7 +83,7 @@ async def sizes(request: web.Request) -> web.Response:
     at = now(request)
     since = _number(request, "since", at - 30 * DAY, 0, at)
     points = int(_number(request, "points", 30, 2, MAX_POINTS))
-    console = _console(request.app[SERVICES])
+    console = request.app[SERVICES].console
     return json_response(await console.sizes(request.match_info["site"], since, at, points))
 
 
@@ -104,7 +91,7 @@ async def sizes(request: web.Request) -> web.Response:
 async def check_rule(request: web.Request) -> web.Response:
     """`{"rule"}` or `{"text"}` (+ `segment` being edited) → both forms, or 422."""
     body = await body_of(request, m.RuleCheckIn)
-    console = _console(request.app[SERVICES])
+    console = request.app[SERVICES].console
     return json_response(await console.check_rule(request.match_info["site"], body))
 
 
@@ -114,7 +101,7 @@ async def winners(request: web.Request) -> web.Response:
     named by their audiences with how their members split between the winners."""
     services = request.app[SERVICES]
     ctx = await services.runtime.get(request.match_info["site"])
-    return json_response(await Winners(services.analytics).table(ctx, now(request)))
+    return json_response(await services.winners.table(ctx, now(request)))
 
 
 @routes.get(S + "/visitors/{visitor}/explain")
@@ -127,7 +114,7 @@ async def explain(request: web.Request) -> web.Response:
         len(placements) > MAX_PLACEMENTS or not all(len(p) <= 64 for p in placements)
     ):
         raise ValidationError(f"placements: at most {MAX_PLACEMENTS} ids")
-    console = _console(request.app[SERVICES])
+    console = request.app[SERVICES].console
     return json_response(
         await console.explain(
             request.match_info["site"], request.match_info["visitor"], placements, now(request)
@@ -138,7 +125,7 @@ async def explain(request: web.Request) -> web.Response:
 @routes.get(S + "/visitors/{visitor}/history")
 async def history(request: web.Request) -> web.Response:
     """Stored membership changes (entered/exited, segment, time, cause) and bits."""
-    console = _console(request.app[SERVICES])
+    console = request.app[SERVICES].console
     return json_response(
         await console.history(request.match_info["site"], request.match_info["visitor"])
     )
