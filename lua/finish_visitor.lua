@@ -9,7 +9,7 @@
 -- KEYS[5]  bits              the visitor's stored membership bitmap (bit = segment slot)
 -- KEYS[6]  history           list of the visitor's entries/exits, newest first
 -- KEYS[7]  caps              hash of the visitor's frequency-cap counters
--- KEYS[8]  arms              hash of the visitor's campaign arms (lua/record_outcomes.lua)
+-- KEYS[8]  arms              hash of the visitor's campaign arms (storage/results.py)
 -- KEYS[9]  recent            list of the visitor's recently viewed products
 -- KEYS[10] feedback          hash of the visitor: <token id>|<kind> already counted
 -- KEYS[11 ..]                keys addressed by index below: shard segment bitmaps,

@@ -83,7 +83,7 @@ class SiteContext:
         return goal_index(self.campaigns)
 
     def decision_campaigns(self) -> dict[str, Campaign]:
-        """Active campaigns whose placement exists, as decide.py takes them."""
+        """Active campaigns whose placement exists, as decide/ takes them."""
         if self._decision_campaigns is None:
             self._decision_campaigns = {
                 c["id"]: Campaign.from_json(c, self.placements[c["placement"]]["interruptive"])

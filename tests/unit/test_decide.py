@@ -1,4 +1,4 @@
-"""Priority resolution (segserver/decide.py), pure and exhaustive."""
+"""Priority resolution (segserver/decide/), pure and exhaustive."""
 
 from __future__ import annotations
 
