@@ -140,7 +140,7 @@ async function route() {
   if (stop) stop();
   stop = null;
   clearError();
-  document.getElementById("status").textContent = "";
+  announce("");
   try {
     const view = await import(module);
     const started = performance.now();
@@ -200,4 +200,4 @@ window.addEventListener("resize", () => {
   resizing = setTimeout(scrollers, 150);
 });
 window.addEventListener("hashchange", route);
-boot().then(() => announce(""));
+boot();

@@ -80,11 +80,14 @@ export const pct = (x, digits = 1) => (x === null || x === undefined ? "—" : `
 export const when = (t) => (t ? new Date(t * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC" : "—");
 
 /** Announce a short message to screen readers and show it in the status line. */
+let announcing;
 export function announce(message) {
   const el = document.getElementById("status");
   el.textContent = "";
-  // a fresh text node after a tick so that repeated messages are announced again
-  setTimeout(() => (el.textContent = message), 20);
+  // a fresh text node after a tick so that repeated messages are announced again;
+  // the latest call wins (an earlier message still pending is dropped)
+  clearTimeout(announcing);
+  announcing = setTimeout(() => (el.textContent = message), 20);
 }
 
 /** Show an error (an ApiError or any Error) in the page's alert region. */
