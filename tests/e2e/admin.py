@@ -110,7 +110,8 @@ def open_admin(
 
 def go(page: Any, server: DemoServer, hash_: str) -> None:
     """Open a screen of the page (a hash change; the page stays loaded) and wait until
-    it replaced the screen shown before (or reload it when it is the same address)."""
+    it replaced the screen shown before and finished rendering (or reload it when it is
+    the same address)."""
     url = f"{server.origin}/admin/#/{hash_}"
     page.evaluate("document.querySelectorAll('main .screen-title').forEach(e => e.dataset.old = 1)")
     if page.url == url:
@@ -118,6 +119,7 @@ def go(page: Any, server: DemoServer, hash_: str) -> None:
     else:
         page.goto(url)
     page.locator("main .screen-title:not([data-old])").first.wait_for()
+    page.locator("main[data-rendered]").wait_for()  # its first API answers are shown too
 
 
 def dismiss_popup(page: Any) -> None:

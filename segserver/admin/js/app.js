@@ -141,13 +141,16 @@ async function route() {
   stop = null;
   clearError();
   announce("");
+  delete main.dataset.rendered;
   try {
     const view = await import(module);
     const started = performance.now();
     stop = (await view.render(main, arg, query, screen)) || null;
     performance.measure(`admin:screen:${screen}`, { start: started }); // incl. its API calls
+    main.dataset.rendered = screen; // the screen and its first API answers are shown
   } catch (err) {
     main.replaceChildren(title("Something went wrong"));
+    main.dataset.rendered = screen;
     showError(err);
     if (err instanceof ApiError && err.status === 401) return renderSignIn("The token is no longer valid; sign in again.");
   }
