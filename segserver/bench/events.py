@@ -4,8 +4,11 @@ One run, same machine, same Redis:
   1. raw: the apply_events script called with pipelined EVALSHA from one client
      process (no HTTP, no validation) — what Redis itself sustains for one page
      view per call;
-  2. http: `POST /v1/events` with one page view per request from N concurrent
-     clients in this process, against `segserver serve` in a subprocess.
+  2. http: `POST /v1/events` with one page view per request (the SDK's properties,
+     a fresh event id each) against `segserver serve` in a subprocess: driven by
+     `wrk` pinned to core 1 with the server pinned to core 0 (as `segserver bench
+     http` does), or, without wrk, by N concurrent clients in this process (which
+     then share the cores with the server: an underestimate, said in the output).
 Both apply exactly the same ops to the same number of distinct visitors.
 
 Redis' own time comes from `INFO commandstats` (reset before each part): in the raw
@@ -17,12 +20,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import aiohttp
 import orjson
 
 from segserver.bench.common import private_redis, row, server_process
+from segserver.bench.http import run_wrk
 from segserver.config import load_settings
 from segserver.profile.events import EventCatalog, Limits, plan_ops, validate_event
 from segserver.profile.schema import Schema
@@ -115,6 +124,59 @@ async def _http(
     return counter / elapsed, errors, calls / max(counter, 1), usec / max(counter, 1)
 
 
+def _site_key(base: str, visitors: int) -> str:
+    """The bench site's key, its `visitors` created by one page view each first (the
+    raw part calls most visitors many times: the HTTP part must not measure only the
+    creation of new visitors)."""
+
+    async def make() -> str:
+        async with aiohttp.ClientSession() as admin:
+            resp = await admin.post(f"{base}/v1/admin/sites", json={"id": "bench"},
+                                    headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+            key = str((await resp.json())["site_key"])
+            for first in range(0, visitors, 100):
+                events = [{"visitor_id": f"v{i}", "type": "page_view", "event_id": f"s{i}",
+                           "properties": PAGE_VIEW}
+                          for i in range(first, min(first + 100, visitors))]  # fmt: skip
+                resp = await admin.post(f"{base}/v1/events", json={"events": events},
+                                        headers={"X-Segserver-Key": key})  # fmt: skip
+                resp.raise_for_status()
+            return key
+
+    return asyncio.run(make())
+
+
+def _wrk_events(base: str, url: str, seconds: float, visitors: int, connections: int
+                ) -> tuple[float, int, float, float, str]:  # fmt: skip
+    """(events/s, HTTP errors, EVALSHA calls per event, EVALSHA µs per event, what else
+    was measured) with wrk."""
+    import redis as redis_client  # the bench reads Redis' own statistics
+
+    key = _site_key(base, visitors)
+    props = json.dumps(PAGE_VIEW).replace("'", "\\'")
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "events.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f'wrk.headers["X-Segserver-Key"] = "{key}"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            "local n = 0\n"
+            "request = function()\n  n = n + 1\n"
+            f"  return wrk.format(nil, '/v1/events', nil, '[{{\"visitor_id\":\"v' .. "
+            f'(n % {visitors}) .. \'","type":"page_view","event_id":"e\' .. n .. '
+            f'\'","properties":{props}}}]\')\nend\n'
+        )
+        stats = redis_client.Redis(unix_socket_path=url.removeprefix("unix://"))
+        stats.config_resetstat()
+        run = run_wrk(base, script, max(1, round(seconds)), connections, 1, stats)
+        calls = int(stats.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+        stats.close()
+    n = max(run.requests, 1)
+    note = (f"wrk on core 1, server on core 0; server CPU {run.cpu_us:.0f} µs/request, "
+            f"{run.round_trips:.2f} Redis round trips/request")  # fmt: skip
+    return run.rate, run.errors, calls / n, run.redis_us, note
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="segserver bench events")
     parser.add_argument("--seconds", type=float, default=10)
@@ -128,10 +190,21 @@ def main(argv: list[str]) -> int:
             _raw(url, args.seconds, args.visitors, args.pipeline, sdk=False)
         )
         raw, raw_usec = asyncio.run(_raw(url, args.seconds, args.visitors, args.pipeline, sdk=True))
-        with server_process(url, TOKEN) as base:
-            http, errors, http_calls, http_usec = asyncio.run(
-                _http(base, url, args.seconds, args.visitors, args.concurrency)
-            )
+        wrk = shutil.which("wrk") is not None and shutil.which("taskset") is not None
+        if wrk:
+            assert redis_server.process is not None
+            subprocess.run(["taskset", "-p", "-c", "1", str(redis_server.process.pid)],
+                           check=True, capture_output=True)  # fmt: skip
+        with server_process(url, TOKEN, pin_core=0 if wrk else None) as base:
+            if wrk:
+                http, errors, http_calls, http_usec, driver = _wrk_events(
+                    base, url, args.seconds, args.visitors, args.concurrency
+                )
+            else:
+                http, errors, http_calls, http_usec = asyncio.run(
+                    _http(base, url, args.seconds, args.visitors, args.concurrency)
+                )
+                driver = "clients in this process, sharing the cores with the server"
     print(
         f"segserver bench events: {args.seconds:.0f} s each, {args.visitors} visitors, "
         "one page_view per call (the SDK's properties and an event id unless 'bare')"
@@ -141,9 +214,9 @@ def main(argv: list[str]) -> int:
     print(
         row(f"raw EVALSHA apply_events, pipelines of {args.pipeline} (baseline)", raw, "events/s")
     )
-    print(
-        row(f"POST /v1/events, 1 event/request, {args.concurrency} clients", http, "events/s", raw)
-    )
+    print(row(f"POST /v1/events, 1 event/request, {args.concurrency} connections", http,
+              "events/s", raw))  # fmt: skip
+    print(f"  ({driver})")
     print("Redis time (INFO commandstats, EVALSHA incl. the commands it runs):")
     print(row("raw: apply_events per bare page view", bare_usec, "µs"))
     print(row("raw: apply_events per page view", raw_usec, "µs"))

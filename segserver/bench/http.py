@@ -177,7 +177,7 @@ def _redis_script_usec(redis: Any) -> float:
     return float(sum(stats.get(k, {}).get("usec", 0) for k in ("cmdstat_evalsha", "cmdstat_eval")))
 
 
-def _wrk(base: str, script: Path, seconds: int, connections: int, workers: int, redis: Any
+def run_wrk(base: str, script: Path, seconds: int, connections: int, workers: int, redis: Any
          ) -> Run:  # fmt: skip
     pids = _pids(base, workers)
     cpu0 = _cpu_seconds(pids)
@@ -320,9 +320,9 @@ def main(argv: list[str]) -> int:
                 for target in ("/_bench/ceiling", "/v1/context", "/v1/events"):
                     scripts[target] = Path(tmp) / f"{target.strip('/').replace('/', '_')}.lua"
                     _wrk_script(scripts[target], key, args.visitors, target)
-                _wrk(base, scripts["/v1/context"], 2, args.connections, workers, stats)  # warm
+                run_wrk(base, scripts["/v1/context"], 2, args.connections, workers, stats)  # warm
                 results[workers] = {
-                    t: _wrk(base, s, args.seconds, args.connections, workers, stats)
+                    t: run_wrk(base, s, args.seconds, args.connections, workers, stats)
                     for t, s in scripts.items()
                 }
                 if workers == 1:
