@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from segserver.api.types import Body, Name, Out, Rule, Slug, Text, Time, Version
 
 Tag = Field(min_length=1, max_length=64)
+RuleText = Annotated[str, Field(min_length=1, max_length=20_000, description=(
+    "the rule in its text form (docs/rules.md), instead of rule, e.g. "
+    "'total_spent > 1000 and country in [\"DE\", \"AT\"]'"))]  # fmt: skip
 
 
 class SegmentCreate(Body):
@@ -23,7 +26,8 @@ class SegmentCreate(Body):
     type: Literal["dynamic", "static"] = "dynamic"
     status: Literal["draft", "active", "archived"] = "draft"
     priority: int = Field(0, ge=-1_000_000, le=1_000_000)
-    rule: Rule | None = Field(None, description="required for dynamic segments")
+    rule: Rule | None = Field(None, description="required for dynamic segments (or rule_text)")
+    rule_text: RuleText | None = None
     salt: str | None = Field(None, max_length=64, description="bucket salt")
 
 
@@ -36,6 +40,7 @@ class SegmentUpdate(Body):
     status: Literal["draft", "active", "archived"] | None = None
     priority: int | None = Field(None, ge=-1_000_000, le=1_000_000)
     rule: Rule | None = None
+    rule_text: RuleText | None = None
     salt: str | None = Field(None, max_length=64)
 
 

@@ -7,7 +7,8 @@ from aiohttp import web
 
 from segserver.api import catalogue as m
 from segserver.catalogue.segments import STATUSES, TYPES, list_segments
-from segserver.errors import ValidationError
+from segserver.dsl.text import from_text
+from segserver.errors import RuleError, ValidationError
 from segserver.http.keys import SERVICES
 from segserver.http.request import body_of, json_response, now
 
@@ -28,6 +29,24 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
     if not lo <= value <= hi:
         raise ValidationError(f"{name}: must be between {lo} and {hi}")
     return value
+
+
+def _text_form(body: dict[str, object]) -> dict[str, object]:
+    """A body with `rule_text` (the rule's text form, docs/rules.md) instead of `rule`:
+    parsed here into `rule`; errors name the character (`rule_text[12]: ...`), 422."""
+    if "rule_text" not in body:
+        return body
+    if "rule" in body:
+        raise ValidationError("rule_text: give rule (JSON) or rule_text, not both")
+    body = dict(body)
+    text = body.pop("rule_text")
+    assert isinstance(text, str)  # the model checked it
+    try:
+        body["rule"] = from_text(text)
+    except RuleError as exc:
+        raise RuleError(f"rule_{exc.message}" if exc.message.startswith("text") else
+                        f"rule_text: {exc.message}") from None  # fmt: skip
+    return body
 
 
 @routes.get(BASE)
@@ -51,7 +70,7 @@ async def list_(request: web.Request) -> web.Response:
 @routes.post(BASE)
 async def create(request: web.Request) -> web.Response:
     edits = request.app[SERVICES].edits
-    body = await body_of(request, m.SegmentCreate)
+    body = _text_form(await body_of(request, m.SegmentCreate))
     out = await edits.create_segment(request.match_info["site"], body, now(request))
     return json_response(out, status=201)
 
@@ -69,7 +88,7 @@ async def update(request: web.Request) -> web.Response:
     """Change a segment. The body carries `version`, the version the editor saw."""
     edits = request.app[SERVICES].edits
     out = await edits.update_segment(request.match_info["site"], request.match_info["segment"],
-                                     await body_of(request, m.SegmentUpdate),
+                                     _text_form(await body_of(request, m.SegmentUpdate)),
                                      now(request))  # fmt: skip
     return json_response(out)
 

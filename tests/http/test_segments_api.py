@@ -151,3 +151,41 @@ async def test_recompute_after_an_edit_equals_one_by_one(
         total += await app_services.clients.raw.bitcount(
             app_services.keys.segment_bitmap("shop", shard, slot))  # fmt: skip
     assert total == len(expected)
+
+
+async def test_the_text_form_is_accepted_in_place_of_the_json_rule(
+    client: Client, site: dict[str, Any], services: Services
+) -> None:
+    text = 'total_spent > 1000 and country in ["DE", "AT"]'
+    made = await create(client, {"id": "rich_dach", "rule_text": text})
+    assert made["rule"] == {
+        "all": [
+            {"attr": "total_spent", "op": "gt", "value": 1000},
+            {"attr": "country", "op": "in", "value": ["DE", "AT"]},
+        ]
+    }
+    changed = await client.put(
+        f"{BASE}/rich_dach",
+        headers=admin_headers(),
+        json={"version": made["version"], "rule_text": "orders >= 2"},
+    )
+    assert changed.status == 200, await changed.text()
+    assert (await changed.json())["rule"] == {"attr": "orders", "op": "gte", "value": 2}
+
+    before = await services.clients.raw.dbsize()
+    bad = await create(client, {"id": "broken", "rule_text": "orders >= "}, status=422)
+    assert bad["error"]["code"] == "invalid_rule"
+    assert bad["error"]["message"].startswith("rule_text[")  # the character named
+    unknown = await create(client, {"id": "broken", "rule_text": "shoe_size > 1"}, status=422)
+    assert unknown["error"]["message"].startswith("rule.attr")  # compiled like JSON rules
+    both = await create(
+        client,
+        {
+            "id": "broken",
+            "rule_text": "orders >= 2",
+            "rule": {"attr": "orders", "op": "gte", "value": 2},
+        },
+        status=400,
+    )
+    assert "rule_text" in both["error"]["message"]
+    assert await services.clients.raw.dbsize() == before  # nothing stored
