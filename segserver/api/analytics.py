@@ -118,8 +118,20 @@ class TriggerOut(Out):
     secret: str | None = Field(None, description="signing secret, only when created")
 
 
+class DeliveryCounts(Out):
+    delivered: int = Field(description="attempts the receiver answered with a 2xx")
+    failed: int = Field(description="attempts that failed (each retry counts)")
+    last_at: float | None = Field(description="the latest attempt, epoch seconds")
+    last: Literal["delivered", "failed"] | None = Field(description="its outcome")
+
+
+class TriggerListed(TriggerOut):
+    deliveries: DeliveryCounts
+
+
 class TriggerList(Out):
-    triggers: list[TriggerOut]
+    triggers: list[TriggerListed]
+    retrying: int = Field(description="deliveries of the site waiting for a retry now")
 
 
 class DeadLetters(Out):

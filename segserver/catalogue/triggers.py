@@ -223,7 +223,19 @@ class TriggerService:
         await self.records.save("trigger", rec)
         return self._from_record(rec)
 
+    async def listing(self, site: str) -> dict[str, Any]:
+        """Every subscription with its delivery counters, and the site's deliveries
+        waiting for a retry now (the admin API's list)."""
+        counted = await self.store.outcomes(site)
+        empty = {"delivered": 0, "failed": 0, "last_at": None, "last": None}
+        subs = await self.list_all(site)
+        return {
+            "triggers": [{**s.to_json(), "deliveries": counted.get(s.id, empty)} for s in subs],
+            "retrying": await self.store.retries(site),
+        }
+
     async def delete(self, site: str, sub_id: str) -> None:
         await self._record(site, sub_id)
         await self.records.delete("trigger", _ref(site, sub_id))
         await self.store.remove_subscription(site, sub_id)
+        await self.store.forget_outcomes(site, sub_id)

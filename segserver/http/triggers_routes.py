@@ -67,8 +67,7 @@ async def create_trigger(request: web.Request) -> web.Response:
 @routes.get(_BASE)
 async def list_triggers(request: web.Request) -> web.Response:
     site = await _site(request)
-    subs = await request.app[SERVICES].triggers.list_all(site)
-    return json_response({"triggers": [s.to_json() for s in subs]})
+    return json_response(await request.app[SERVICES].triggers.listing(site))
 
 
 # before `{id}`, which would otherwise match "dead-letters"

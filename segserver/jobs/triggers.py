@@ -255,6 +255,7 @@ class TriggerRunner:
         async with self._limit:
             ok = await self._attempt(sub, delivery, now)
         self.progress()
+        await self.store.count_outcome(delivery.site, sub.id, ok, now)
         if ok:
             stats.delivered += 1
             if retry:

@@ -232,6 +232,43 @@ class ChangeStore:
         with wrapped("counting trigger retries"):
             return int(await self.client.zcard(self._site_key(site, "trigger-retries")))
 
+    # -- delivery counters (per subscription; no visitor ids) -------------------------
+
+    async def count_outcome(self, site: str, sub_id: str, ok: bool, now: float) -> None:
+        """Count one delivery attempt of a subscription: `<sub>|delivered` or
+        `<sub>|failed`, and the time and outcome of its latest attempt."""
+        key = self._site_key(site, "trigger-stats")
+        outcome = "delivered" if ok else "failed"
+        with wrapped("counting a trigger delivery"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hincrby(key, f"{sub_id}|{outcome}", 1)
+            pipe.hset(key, mapping={f"{sub_id}|last_at": repr(now), f"{sub_id}|last": outcome})
+            await pipe.execute()
+
+    async def outcomes(self, site: str) -> dict[str, dict[str, Any]]:
+        """Per subscription: delivered and failed attempts, the latest attempt's time
+        and outcome (`last_at`, `last`: delivered | failed), as count_outcome kept them."""
+        with wrapped("reading trigger delivery counters"):
+            raw = await self.client.hgetall(self._site_key(site, "trigger-stats"))
+        out: dict[str, dict[str, Any]] = {}
+        for name, value in raw.items():
+            sub_id, _, field = name.rpartition("|")
+            entry = out.setdefault(sub_id, {"delivered": 0, "failed": 0, "last_at": None,
+                                            "last": None})  # fmt: skip
+            if field in ("delivered", "failed"):
+                entry[field] = int(value)
+            elif field == "last_at":
+                entry[field] = float(value)
+            elif field == "last":
+                entry[field] = value
+        return out
+
+    async def forget_outcomes(self, site: str, sub_id: str) -> None:
+        """Drop a deleted subscription's counters."""
+        fields = [f"{sub_id}|{f}" for f in ("delivered", "failed", "last_at", "last")]
+        with wrapped("dropping trigger delivery counters"):
+            await self.client.hdel(self._site_key(site, "trigger-stats"), *fields)
+
     # -- dead letters ---------------------------------------------------------------
 
     async def push_dead(self, site: str, record: str, cap: int) -> None:

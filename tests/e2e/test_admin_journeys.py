@@ -470,3 +470,19 @@ def test_the_page_made_only_requests_the_spec_has(admin: Any, demo_server: DemoS
     unknown = {(m, p) for m, p in RECORDED.seen
                if not any(m == om and o.match(p) for om, o in operations)}  # fmt: skip
     assert not unknown, unknown
+
+
+def test_webhooks_show_their_deliveries(admin: Any, demo_server: DemoServer) -> None:
+    """Operations: each webhook with its delivery counters and the retries waiting."""
+    made = demo_server.admin("POST", "/triggers", {"url": "https://hooks.example/e2e"})
+    try:
+        page = admin
+        go(page, demo_server, "ops")
+        row = page.locator("tr", has=page.get_by_text("https://hooks.example/e2e"))
+        expect(row.locator("td").nth(4)).to_have_text(
+            re.compile(r"^(none yet|[\d,]+ delivered, [\d,]+ failed; last: (delivered|failed) .+)$")
+        )
+        expect(page.get_by_text(re.compile(r"(waiting for a retry now|No delivery is waiting)"))
+               ).to_be_visible()  # fmt: skip
+    finally:
+        demo_server.admin("DELETE", f"/triggers/{made['id']}")

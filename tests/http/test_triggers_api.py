@@ -99,6 +99,8 @@ async def test_subscriptions_crud(
     assert got == {k: v for k, v in made.items() if k != "secret"}
     listing = await (await client.get(BASE, headers=admin_headers())).json()
     assert [t["id"] for t in listing["triggers"]] == [made["id"]]
+    assert listing["triggers"][0]["deliveries"] == {"delivered": 0, "failed": 0,
+                                                    "last_at": None, "last": None}  # fmt: skip
 
     clock.advance(5)
     patched = await client.patch(
@@ -116,7 +118,7 @@ async def test_subscriptions_crud(
     assert (await client.get(url, headers=admin_headers())).status == 404
     assert (await client.delete(url, headers=admin_headers())).status == 404
     listing = await (await client.get(BASE, headers=admin_headers())).json()
-    assert listing == {"triggers": []}
+    assert listing == {"triggers": [], "retrying": 0}
 
 
 @pytest.mark.parametrize(
@@ -182,6 +184,14 @@ async def test_delivery_dead_letters_and_redrive_through_the_api(
         await runner.run_once(clock.now)
     assert [h.attempt for h in receiver.hits if h.name == "down"] == [1, 2, 3, 4, 5, 6]
 
+    listed = await (await client.get(BASE, headers=admin_headers())).json()
+    counts = {t["id"]: t["deliveries"] for t in listed["triggers"]}
+    assert counts[ok["id"]] == {"delivered": 1, "failed": 0, "last_at": clock.now - 5000,
+                                "last": "delivered"}  # fmt: skip
+    assert counts[down["id"]] == {"delivered": 0, "failed": 6, "last_at": clock.now,
+                                  "last": "failed"}  # fmt: skip
+    assert listed["retrying"] == 0  # the last failure made a dead letter, not a retry
+
     letters = await client.get(f"{BASE}/dead-letters", headers=admin_headers())
     body = await letters.json()
     assert body["total"] == 1
@@ -208,6 +218,13 @@ async def test_delivery_dead_letters_and_redrive_through_the_api(
     assert (await runner.run_once(clock.now)).delivered == 1
     [fixed] = receiver.of("down")
     assert fixed.signed and fixed.key == dead["id"]
+    listed = await (await client.get(BASE, headers=admin_headers())).json()
+    assert [t["deliveries"]["last"] for t in listed["triggers"] if t["id"] == down["id"]] == [
+        "delivered"
+    ]
+    await client.delete(f"{BASE}/{down['id']}", headers=admin_headers())
+    stats = await raw_redis.hkeys(f"{settings.key_prefix}:{{shop}}:trigger-stats")
+    assert stats and all(k.decode().startswith(ok["id"]) for k in stats)  # its counters gone
     letters = await client.get(f"{BASE}/dead-letters", headers=admin_headers())
     assert (await letters.json())["total"] == 0
 

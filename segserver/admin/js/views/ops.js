@@ -10,7 +10,7 @@ export async function render(main) {
   main.replaceChildren(
     title("Operations"),
     h("section", { class: "card", "aria-labelledby": "jobs-title" }, h("h2", { id: "jobs-title" }, "Jobs"), canEdit() ? h("button", { type: "button", onclick: recompute }, "Recompute membership now") : null, jobsBox),
-    triggersCard(triggers.triggers, dead),
+    triggersCard(triggers.triggers, dead, triggers.retrying),
     keysCard(site),
     await tokensCard(),
     policyCard(site),
@@ -73,7 +73,7 @@ function jobTable(jobs) {
   );
 }
 
-function triggersCard(triggers, dead) {
+function triggersCard(triggers, dead, retrying) {
   const url = h("input", { type: "url", placeholder: "https://example.com/hook", dataset: { path: "url" } });
   const segs = h("input", { placeholder: "all segments", dataset: { path: "segments" } });
   const changes = h("select", {}, options(["both", "entered", "exited"], "both"));
@@ -104,9 +104,10 @@ function triggersCard(triggers, dead) {
     "section",
     { class: "card", "aria-labelledby": "hooks-title" },
     h("h2", { id: "hooks-title" }, "Webhooks"),
-    h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["URL", "Segments", "Changes", "Active", ""].map((t) => h("th", { scope: "col" }, t)))), list)),
+    h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["URL", "Segments", "Changes", "Active", "Deliveries", ""].map((t) => h("th", { scope: "col" }, t)))), list)),
     canEdit() ? h("form", { class: "toolbar", onsubmit: create }, field("URL", url), field("Segments", segs, { hint: "comma separated; empty: all" }), field("Changes", changes), h("button", { type: "submit" }, "Add webhook")) : null,
     made,
+    h("p", { class: "muted" }, retrying ? `${num(retrying)} deliveries waiting for a retry now.` : "No delivery is waiting for a retry."),
     h("h3", {}, `Dead letters (${num(dead.total)})`),
     dead.dead_letters.length
       ? h(
@@ -124,12 +125,19 @@ function triggersCard(triggers, dead) {
   );
 }
 
+/** "12 delivered, 3 failed; last: failed <time>" (attempts; each retry counts). */
+function deliveries(d) {
+  if (!d || (!d.delivered && !d.failed)) return "none yet";
+  const last = d.last_at ? `; last: ${d.last} ${when(d.last_at)}` : "";
+  return `${num(d.delivered)} delivered, ${num(d.failed)} failed${last}`;
+}
+
 function triggerRow(t) {
   const tr = h("tr", {});
   const toggle = async () => {
     try {
       const out = await call("updateTrigger", { id: t.id }, { body: { active: !t.active, version: t.version } });
-      tr.replaceWith(triggerRow(out));
+      tr.replaceWith(triggerRow({ ...out, deliveries: t.deliveries }));
     } catch (err) {
       showError(err);
     }
@@ -148,6 +156,7 @@ function triggerRow(t) {
     h("td", {}, t.segments.join(", ") || "all"),
     h("td", {}, t.changes),
     h("td", {}, t.active ? "yes" : "paused"),
+    h("td", {}, deliveries(t.deliveries)),
     h("td", {}, canEdit() ? [h("button", { type: "button", onclick: toggle }, t.active ? "Pause" : "Resume"), " ", h("button", { type: "button", class: "danger", onclick: remove }, "Delete")] : null),
   );
   return tr;
