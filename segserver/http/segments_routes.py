@@ -34,13 +34,14 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
 def _text_form(body: dict[str, object]) -> dict[str, object]:
     """A body with `rule_text` (the rule's text form, docs/rules.md) instead of `rule`:
     parsed here into `rule`; errors name the character (`rule_text[12]: ...`), 422."""
-    if "rule_text" not in body:
-        return body
-    if "rule" in body:
+    if body.get("rule_text") is None:  # absent, or null like every optional field
+        return {k: v for k, v in body.items() if k != "rule_text"}
+    if body.get("rule") is not None:
         raise ValidationError("rule_text: give rule (JSON) or rule_text, not both")
     body = dict(body)
     text = body.pop("rule_text")
-    assert isinstance(text, str)  # the model checked it
+    if not isinstance(text, str):  # the model checked it; never an assert on input
+        raise ValidationError("rule_text: must be a string")
     try:
         body["rule"] = from_text(text)
     except RuleError as exc:
