@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from segserver.config import load_settings
 from segserver.http import create_app
+from segserver.http.keys import SERVICES
 from segserver.storage.embedded import EmbeddedRedis
 from tests.conftest import ADMIN_TOKEN, Clock, admin_headers
 
@@ -110,3 +111,40 @@ async def test_metrics_report_requests_evaluations_and_events(app_client: Client
     assert "segserver_evaluation_seconds_count 3.0" in text
     assert 'segserver_events_total{status="stored"} 3.0' in text
     assert 'segserver_events_total{status="rejected"} 3.0' in text
+
+
+@pytest.mark.parametrize("fault", ["freeze", "stop"])
+async def test_a_site_not_cached_yet_gets_the_degraded_answer_while_redis_is_out(
+    fault: str, app_client: Client, own_redis: EmbeddedRedis
+) -> None:
+    """Its catalogue cannot be read: nothing stored, no content, 200 (never a 503),
+    and /readyz says Redis is down (503: no node answers)."""
+    client = app_client
+    made = await client.post("/v1/admin/sites", headers=admin_headers(),
+                             json={"id": "fresh", "prebuilt": False})  # fmt: skip
+    key = {"X-Segserver-Key": (await made.json())["site_key"]}
+    client.app[SERVICES].runtime.forget("fresh")  # as in a process that never served it
+    assert own_redis.process is not None
+    if fault == "freeze":
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+    else:
+        own_redis.stop()
+    body = {"visitor_id": "v", "placements": ["hero"],
+            "events": [{"type": "page_view", "event_id": "e1"}]}  # fmt: skip
+    resp = await client.post("/v1/context", headers=key, json=body)
+    assert resp.status == 200
+    assert await resp.json() == {
+        "visitor_id": "v", "segments": [], "decisions": {"hero": None}, "degraded": True,
+        "events": [{"index": 0, "status": "not_stored"}], "catalogue_version": "0",
+    }  # fmt: skip
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["redis"] == "down"
+    if fault == "freeze":
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    else:
+        own_redis.start()
+    resp = await client.post("/v1/context", headers=key, json=body)
+    answer = await resp.json()
+    assert (resp.status, answer["degraded"], answer["events"]) == (
+        200, False, [{"index": 0, "status": "stored"}])  # fmt: skip
