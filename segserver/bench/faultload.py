@@ -31,7 +31,8 @@ PHASES = ("before", "during", "after")
 
 @dataclass
 class Tally:
-    """Outcomes of one load run. `outcomes[(phase, group, kind)]` counts requests;
+    """Outcomes of one load run. `outcomes[(phase, group, kind)]` counts requests by
+    the phase they were sent in;
     group is "healthy" or "affected", kind one of ok, degraded, 503, 5xx (other than
     503), 4xx, no_answer."""
 
@@ -120,7 +121,7 @@ class Load:
         except (aiohttp.ClientError, TimeoutError):
             return 0, None
 
-    def _count(self, visitor: str, status: int, body: Any, degraded: bool) -> None:
+    def _count(self, phase: str, visitor: str, status: int, body: Any, degraded: bool) -> None:
         group = self._group(visitor)
         if status == 0:
             kind = "no_answer"
@@ -133,13 +134,13 @@ class Load:
             kind = "4xx"
         else:
             kind = "degraded" if degraded else "ok"
-        self.tally.outcomes[(self.phase, group, kind)] += 1
-        if (kind == "ok" and group == "affected" and self.phase == "during"
+        self.tally.outcomes[(phase, group, kind)] += 1
+        if (kind == "ok" and group == "affected" and phase == "during"
                 and self.tally.first_ok_after is None):  # fmt: skip
             self.tally.first_ok_after = time.monotonic()
 
     async def page_view(self, http: aiohttp.ClientSession, visitor: str) -> None:
-        ids = self._new_ids(visitor, 1)
+        phase, ids = self.phase, self._new_ids(visitor, 1)
         body: dict[str, Any] = {"visitor_id": visitor,
                                 "events": [{"type": "page_view", "event_id": ids[0]}]}  # fmt: skip
         if self.placement:
@@ -148,19 +149,19 @@ class Load:
         ok = status == 200 and isinstance(answer, dict)
         degraded = bool(answer.get("degraded")) if ok else False
         self._record(visitor, ids, answer.get("events") if ok else None)
-        self._count(visitor, status, answer, degraded)
+        self._count(phase, visitor, status, answer, degraded)
 
     async def events(self, http: aiohttp.ClientSession, visitor: str, n: int,
                      ids: list[str] | None = None) -> bool:  # fmt: skip
         """Send `n` new events (or retry `ids`); whether all were acknowledged. A batch
         is degraded when some event was not acknowledged."""
-        ids = ids or self._new_ids(visitor, n)
+        phase, ids = self.phase, ids or self._new_ids(visitor, n)
         batch = [{"visitor_id": visitor, "type": "page_view", "event_id": i} for i in ids]
         status, answer = await self._post(http, "/v1/events", batch)
         results = answer.get("results") if status == 202 and isinstance(answer, dict) else None
         self._record(visitor, ids, results)
         acked = results is not None and all(r.get("status") in ACKED for r in results)
-        self._count(visitor, 200 if status == 202 else status, answer, not acked)
+        self._count(phase, visitor, 200 if status == 202 else status, answer, not acked)
         return acked
 
     async def retry_unacknowledged(self, within: float = 30.0) -> None:
