@@ -40,8 +40,9 @@ class Tally:
     sent: dict[str, set[str]] = field(default_factory=dict)  # visitor → event ids sent
     acked: dict[str, set[str]] = field(default_factory=dict)  # visitor → ids acknowledged
     unacked: dict[str, set[str]] = field(default_factory=dict)  # visitor → ids to retry
-    first_ok_after: float | None = None  # monotonic time of the first good affected answer
     bodies_5xx: list[str] = field(default_factory=list)
+    #: (monotonic time the request was sent, group, kind) of every request
+    timeline: list[tuple[float, str, str]] = field(default_factory=list)
 
     def count(self, phase: str | None = None, group: str | None = None,
               kind: str | None = None) -> int:  # fmt: skip
@@ -68,7 +69,6 @@ class Load:
     timeout: float = 5.0
     tally: Tally = field(default_factory=Tally)
     phase: str = "before"
-    fault_at: float = 0.0
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     async def run(self, until: asyncio.Event) -> Tally:
@@ -121,7 +121,8 @@ class Load:
         except (aiohttp.ClientError, TimeoutError):
             return 0, None
 
-    def _count(self, phase: str, visitor: str, status: int, body: Any, degraded: bool) -> None:
+    def _count(self, phase: str, sent: float, visitor: str, status: int, body: Any,
+               degraded: bool) -> None:  # fmt: skip
         group = self._group(visitor)
         if status == 0:
             kind = "no_answer"
@@ -135,12 +136,12 @@ class Load:
         else:
             kind = "degraded" if degraded else "ok"
         self.tally.outcomes[(phase, group, kind)] += 1
-        if (kind == "ok" and group == "affected" and phase == "during"
-                and self.tally.first_ok_after is None):  # fmt: skip
-            self.tally.first_ok_after = time.monotonic()
+        self.tally.timeline.append(
+            (sent, group, kind if body is None or "results" not in body else f"events {kind}")
+        )
 
     async def page_view(self, http: aiohttp.ClientSession, visitor: str) -> None:
-        phase, ids = self.phase, self._new_ids(visitor, 1)
+        phase, sent, ids = self.phase, time.monotonic(), self._new_ids(visitor, 1)
         body: dict[str, Any] = {"visitor_id": visitor,
                                 "events": [{"type": "page_view", "event_id": ids[0]}]}  # fmt: skip
         if self.placement:
@@ -149,19 +150,19 @@ class Load:
         ok = status == 200 and isinstance(answer, dict)
         degraded = bool(answer.get("degraded")) if ok else False
         self._record(visitor, ids, answer.get("events") if ok else None)
-        self._count(phase, visitor, status, answer, degraded)
+        self._count(phase, sent, visitor, status, answer, degraded)
 
     async def events(self, http: aiohttp.ClientSession, visitor: str, n: int,
                      ids: list[str] | None = None) -> bool:  # fmt: skip
         """Send `n` new events (or retry `ids`); whether all were acknowledged. A batch
         is degraded when some event was not acknowledged."""
-        phase, ids = self.phase, ids or self._new_ids(visitor, n)
+        phase, sent, ids = self.phase, time.monotonic(), ids or self._new_ids(visitor, n)
         batch = [{"visitor_id": visitor, "type": "page_view", "event_id": i} for i in ids]
         status, answer = await self._post(http, "/v1/events", batch)
         results = answer.get("results") if status == 202 and isinstance(answer, dict) else None
         self._record(visitor, ids, results)
         acked = results is not None and all(r.get("status") in ACKED for r in results)
-        self._count(phase, visitor, 200 if status == 202 else status, answer, not acked)
+        self._count(phase, sent, visitor, 200 if status == 202 else status, answer, not acked)
         return acked
 
     async def retry_unacknowledged(self, within: float = 30.0) -> None:

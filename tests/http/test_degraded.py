@@ -3,6 +3,7 @@ its budget with the fallback and reports the events as not stored; then recovers
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import uuid
@@ -148,3 +149,41 @@ async def test_a_site_not_cached_yet_gets_the_degraded_answer_while_redis_is_out
     answer = await resp.json()
     assert (resp.status, answer["degraded"], answer["events"]) == (
         200, False, [{"index": 0, "status": "stored"}])  # fmt: skip
+
+
+async def test_a_cached_site_is_refreshed_once_a_second_while_redis_is_out(
+    app_client: Client, own_redis: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cached catalogue keeps serving; its background refresh is tried again a
+    second after a failure, not by every page view (nor logged by each)."""
+    client = app_client
+    made = await client.post("/v1/admin/sites", headers=admin_headers(),
+                             json={"id": "s", "prebuilt": False})  # fmt: skip
+    key = {"X-Segserver-Key": (await made.json())["site_key"]}
+    body = {"visitor_id": "v", "events": [{"type": "page_view"}]}
+    assert (await client.post("/v1/context", headers=key, json=body)).status == 200
+    runtime = client.app[SERVICES].runtime
+    now = [1000.0]
+    runtime.clock = lambda: now[0]  # a frozen clock: attempts are counted, not timed
+    runtime.contexts["s"].loaded_at = now[0]
+    loads = 0
+    load = runtime._load
+
+    async def counting(site_id: str) -> Any:
+        nonlocal loads
+        loads += 1
+        return await load(site_id)
+
+    runtime._load = counting
+    own_redis.stop()
+    now[0] += runtime.ttl + 0.01  # the cached entry is due for a refresh
+    for _ in range(3):
+        for _ in range(20):
+            resp = await client.post("/v1/context", headers=key, json=body)
+            assert resp.status == 200 and (await resp.json())["degraded"] is True
+            if runtime.refreshing:
+                await asyncio.gather(*runtime.refreshing.values())
+        now[0] += 1.01
+    assert loads == 3
+    refreshes = [r for r in caplog.records if "catalogue refresh failed" in r.getMessage()]
+    assert len(refreshes) == 1
