@@ -6,6 +6,8 @@ a real `segserver serve` subprocess — one table row per scenario (docs/faults.
   server-kill      kill -9 of the server, started again on the same port and Redis
   cluster-failover kill -9 of the primary holding the site's catalogue in a local Redis
                    Cluster of 3 primaries + 3 replicas, until its replica is promoted
+  (all of them)    then kill -9 of the server during a recompute, and a restart: the
+                   job's state and the stored segment size afterwards (a table of its own)
 
 The load (segserver.bench.faultload) is page views and batches of 3 events, every
 event with an id, from concurrent aiohttp clients in this process. Columns:
@@ -15,9 +17,10 @@ id), 5xx other than 503, 503s, degraded answers, requests of healthy-shard visit
 that were not full answers (cluster only; compare with the answers that were not full
 before the fault: the 50 ms page-view budget on a busy machine), the outage (seconds
 from the fault until Redis answered again, the server was up again or the replica was
-promoted), recovery (seconds from then to the last request that was not a full
-answer), and due exits missed (visitors whose time window ended during the fault and
-that never exited their segment afterwards).
+promoted), seconds to recovery (from the fault until the affected visitors' answers
+are full again: the first of 50 full ones in a row), and due exits missed (visitors
+whose time window ended during the fault and that never exited their segment
+afterwards).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class Row:
     healthy_hit: int | None
     baseline: tuple[int, int]  # (not full answers, requests) before the fault
     outage: float  # the fault until Redis answered again (or the server, or the failover)
-    recovery: float  # from then until the last request that was not a full answer
+    recovery: float  # the fault until full answers for the affected visitors again
     exits_missed: int
     requests: int
 
@@ -98,6 +101,23 @@ async def _counted(base: str, token: str, visitors: list[str]) -> dict[str, int]
                 body = await resp.json()
                 out[visitor] = int(body["attributes"]["page_views"]) if resp.status == 200 else 0
     return out
+
+
+def _recovered(tally: Tally, fault_at: float, streak: int = 50) -> float:
+    """When the affected visitors got full answers again: the send time of the first of
+    `streak` consecutive full answers to them after `fault_at` (a lone answer that is
+    not full later on is the budget's noise, seen before the fault too)."""
+    run_start, run = 0.0, 0
+    for sent, group, kind in sorted(tally.timeline):
+        if sent < fault_at or group != "affected":
+            continue
+        if kind.endswith("ok"):
+            run_start, run = (sent, 1) if run == 0 else (run_start, run + 1)
+            if run >= streak:
+                return run_start
+        else:
+            run = 0
+    return float("nan")
 
 
 def _exits(client: Any, idle: list[str]) -> set[str]:
@@ -181,7 +201,7 @@ async def _run(scenario: str, args: argparse.Namespace, tmp: Path) -> Row:
             with contextlib.suppress(redis.RedisError):
                 exited = await asyncio.to_thread(_exits, reader, idle)
             await asyncio.sleep(0.2)
-        bad = [t for t, _, kind in tally.timeline if not kind.endswith("ok") and t >= fault_at]
+        recovered = _recovered(tally, fault_at)
         healthy = None
         if cluster is not None:
             healthy = sum(1 for t, group, kind in tally.timeline
@@ -192,7 +212,7 @@ async def _run(scenario: str, args: argparse.Namespace, tmp: Path) -> Row:
             tally.count(kind="5xx"), tally.count(kind="503"), tally.count(kind="degraded"),
             healthy, (sum(tally.count("before", kind=k) for k in ("degraded", "503")),
                       tally.count("before")),
-            mended_at - fault_at, max(0.0, max(bad) - mended_at) if bad else 0.0,
+            mended_at - fault_at, recovered - fault_at,
             len(idle) - len(exited),
             len(tally.timeline),
         )  # fmt: skip
@@ -212,6 +232,14 @@ def main(argv: list[str]) -> int:
                         help="how long Redis stays dead or frozen")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--visitors", type=int, default=200)
+    parser.add_argument(
+        "--recompute-visitors",
+        type=int,
+        default=50_000,
+        help="profiles of the restart-during-recompute run (0: skip it)",
+    )
+    parser.add_argument("--recompute-wait", type=float, default=60,
+                        help="seconds to wait for the job after the restart")  # fmt: skip
     args = parser.parse_args(argv)
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
@@ -225,8 +253,8 @@ def main(argv: list[str]) -> int:
           f"{args.concurrency} concurrent clients, {args.visitors} visitors, Redis out for "
           f"{args.fault_seconds:g} s (kill, freeze)")  # fmt: skip
     head = ("scenario", "requests", "acknowledged", "lost", "counted twice", "5xx", "503",
-            "degraded", "healthy-shard hit", "not full before the fault", "outage s", "recovery s",
-            "due exits missed")  # fmt: skip
+            "degraded", "healthy-shard hit", "not full before the fault", "outage s",
+            "s to recovery", "due exits missed")  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
@@ -237,4 +265,74 @@ def main(argv: list[str]) -> int:
                  f"{r.recovery:.1f}",
                  r.exits_missed)  # fmt: skip
         print("| " + " | ".join(str(c) for c in cells) + " |")
+    if args.recompute_visitors and not args.scenarios:
+        with tempfile.TemporaryDirectory(prefix="segfaults-recompute-") as tmp:
+            job = recompute_restart(args.recompute_visitors, args.recompute_wait, Path(tmp))
+        print(f"\nkill -9 of the server during a recompute of {job.visitors:,} profiles "
+              f"(at {job.killed_at:.0f} %), then started again:")  # fmt: skip
+        print("| job state | percent | stored size | true size | seconds after the restart |")
+        print("|---|---|---|---|---|")
+        print(f"| {job.state} | {job.percent:.0f} | {job.size:,} | {job.visitors:,} | "
+              f"{job.seconds:.1f} |")  # fmt: skip
     return 0
+
+
+@dataclass
+class JobRow:
+    visitors: int
+    killed_at: float  # the job's percent when the server was killed
+    state: str  # the job's state when the wait ended
+    percent: float
+    size: int  # the segment's stored size then
+    seconds: float  # from the restart until the job finished (or the wait ended)
+
+
+def _job(serve: ServeProcess) -> dict[str, Any] | None:
+    status, body = serve.admin("GET", "/v1/admin/sites/s/jobs")
+    if status != 200 or not body["jobs"]:
+        return None
+    return dict(body["jobs"][0])
+
+
+def recompute_restart(visitors: int, wait: float, tmp: Path) -> JobRow:
+    """kill -9 of the server during the recompute a new segment starts over `visitors`
+    profiles, then a restart; the job's state and the stored size `wait` s later."""
+    node = RedisNode(tmp / "redis", free_ports(1)[0]).start()
+    serve = ServeProcess(tmp, _env(node.url), port=free_ports(1)[0]).start()
+    try:
+        site_key = _site(serve)
+        for start in range(0, visitors, 100):
+            batch = [{"visitor_id": f"r{i}", "type": "page_view", "event_id": "e"}
+                     for i in range(start, min(start + 100, visitors))]  # fmt: skip
+            status, _ = serve.request("POST", "/v1/events", batch, {"X-Segserver-Key": site_key})
+            assert status == 202
+        rule = {"attr": "page_views", "op": "gte", "value": 1}
+        status, made = serve.admin("POST", "/v1/admin/sites/s/segments",
+                                   {"id": "viewers", "status": "active", "rule": rule})  # fmt: skip
+        assert status == 201, made
+        job = _job(serve)
+        if job is None or job.get("state") in ("done", "failed"):
+            status, job = serve.admin("POST", "/v1/admin/sites/s/jobs", {"kind": "recompute"})
+            assert status == 202, job
+        deadline = time.monotonic() + 60
+        while (job := _job(serve)) is not None and job["percent"] < 5:
+            assert time.monotonic() < deadline, "the recompute made no progress"
+            time.sleep(0.01)
+        killed_at = float(job["percent"]) if job else 0.0
+        serve.kill()
+        serve = ServeProcess(tmp, _env(node.url), port=serve.port)
+        serve.start()
+        started = time.monotonic()
+        while time.monotonic() < started + wait:
+            job = _job(serve)
+            if job is not None and job.get("state") == "done":
+                break
+            time.sleep(0.2)
+        seconds = time.monotonic() - started
+        _, stats = serve.admin("GET", "/v1/admin/sites/s/segments/viewers/stats")
+        state = str(job.get("state")) if job else "none"
+        percent = float(job["percent"]) if job else 0.0
+        return JobRow(visitors, killed_at, state, percent, int(stats["size"]), seconds)
+    finally:
+        serve.stop()
+        node.stop()
