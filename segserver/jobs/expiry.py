@@ -12,10 +12,11 @@ them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 
 from segserver.catalogue.runtime import Runtime, SiteContext
-from segserver.errors import NotFoundError
+from segserver.errors import NotFoundError, StorageError
 from segserver.membership import commit, evaluate_visitor
 from segserver.storage.keys import Keys
 from segserver.storage.membership import DueStore, MembershipStore
@@ -67,7 +68,14 @@ class ExpiryScheduler:
                     claimed = await self.due.claim(site_id, shard, now, self.lease, want)
                     if not claimed:
                         break
-                    done += await self._process(ctx, shard, claimed, now)
+                    try:
+                        done += await self._process(ctx, shard, claimed, now)
+                    except StorageError:
+                        # a connection broken by an outage: the next round takes these
+                        # visitors again (else they wait for the lease, 30 s by default)
+                        with contextlib.suppress(StorageError):
+                            await self.due.hand_back(site_id, shard, claimed, now)
+                        raise
                     await asyncio.sleep(0)
                     if len(claimed) < want:
                         break
