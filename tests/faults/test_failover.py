@@ -114,10 +114,12 @@ async def test_a_primary_killed_under_load_leaves_healthy_shards_untouched(
         watcher = asyncio.create_task(watch_readyz())
         await asyncio.to_thread(local_cluster.wait_healthy)  # the replica took over
         load.phase = "after"
-        masters = set(local_cluster.master_ports())
+        # (blocking calls go to a thread: the app shares this event loop)
+        masters = set(await asyncio.to_thread(local_cluster.master_ports))
         (promoted,) = masters - set(owner.values())  # the victim's replica
         with local_cluster.node(promoted).client() as node:
-            node.script_flush()  # NOSCRIPT on the promoted node: reloaded where it runs
+            # NOSCRIPT on the promoted node: reloaded where it runs
+            await asyncio.to_thread(node.script_flush)
         flushed = load.tally.count("after", "affected", "ok")
         await watcher
         await until(lambda: load.tally.count("after", "affected", "ok") >= flushed + 50,
