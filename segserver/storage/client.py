@@ -12,6 +12,7 @@ count per request from /metrics, so "two round trips per page view" is measured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -209,9 +210,9 @@ class Reachability:
     def state(self) -> str:
         """ "ok" (every node), "partial" (some: the shards of the others fail over or
         are out) or "down" (none)."""
-        if not self.unreachable:
-            return "ok"
-        return "partial" if self.answering else "down"
+        if not self.answering:
+            return "down"
+        return "partial" if self.unreachable else "ok"
 
 
 async def probe(clients: Clients, sources: Sequence[str], shas: Sequence[str],
@@ -228,6 +229,10 @@ async def probe(clients: Clients, sources: Sequence[str], shas: Sequence[str],
         return Reachability([name] if ok is not None else [], [] if ok is not None else [name],
                             bool(ok))  # fmt: skip
     manager = clients.raw.nodes_manager
+    if not manager.nodes_cache:  # nothing connected yet (every seed was out at start)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(within):
+                await clients.raw.initialize()
     nodes = list(manager.get_nodes_by_server_type("primary"))
     results = await asyncio.gather(
         *(_node_ready(n.execute_command, sources, shas, within) for n in nodes))  # fmt: skip

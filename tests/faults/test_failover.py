@@ -27,7 +27,7 @@ from segserver.http import create_app
 from segserver.http.keys import SETTINGS
 from segserver.profile.identity import shard_of
 from tests.conftest import ADMIN_TOKEN, admin_headers
-from tests.faults.procs import LocalCluster
+from tests.faults.procs import LocalCluster, free_ports
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 Client = TestClient[Any, Any]
@@ -176,3 +176,27 @@ async def test_a_server_starts_with_its_first_seed_node_dead(
             answer = await resp.json()
             assert (resp.status, answer["degraded"]) == (200, False), answer
             assert answer["decisions"]["top"]["content"]["id"] == "c"
+
+
+async def test_a_server_started_while_no_seed_answers_degrades_then_is_down(
+    data_dir: Path,
+) -> None:
+    """Every seed node out at start-up: the server starts anyway, /readyz says Redis is
+    down (503) and a page view gets the degraded answer (200, nothing stored)."""
+    ports = free_ports(2, bus=True)
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+    settings = load_settings(
+        redis_url=url, key_prefix="dead", admin_token=ADMIN_TOKEN, data_dir=str(data_dir),
+        redis_timeout_ms=300, expiry_interval_seconds=0, history_interval_seconds=0,
+        trigger_poll_seconds=0,
+    )  # fmt: skip
+    async with TestClient(TestServer(create_app(settings))) as client:
+        ready = await client.get("/readyz")
+        body = await ready.json()
+        assert (ready.status, body["redis"], body["scripts"]) == (503, "down", False)
+        view = {"visitor_id": "v", "placements": ["top"], "events": [{"type": "page_view"}]}
+        resp = await client.post("/v1/context", json=view,
+                                 headers={"X-Segserver-Key": "sk_s_" + "0" * 32})  # fmt: skip
+        answer = await resp.json()
+        assert (resp.status, answer["degraded"], answer["decisions"]) == (200, True, {"top": None})
+        assert answer["events"] == [{"index": 0, "status": "not_stored"}]
