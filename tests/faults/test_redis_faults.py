@@ -24,6 +24,7 @@ from segserver.bench.faultload import Load, reconcile
 from segserver.http import create_app
 from tests.conftest import Clock, admin_headers
 from tests.faults.procs import RedisNode
+from tests.faults.reads import page_views
 from tests.faults.test_background_loops import HOUR, eventually, expiry_exits, fault_settings
 
 pytestmark = pytest.mark.slow
@@ -77,12 +78,7 @@ async def test_redis_fault_under_load(fault: str, redis_node: RedisNode, data_di
             tally = await running
         acked = tally.acknowledged
         await load.retry_unacknowledged()
-        counted = {}
-        for visitor in tally.sent:
-            resp = await client.get(f"/v1/admin/sites/s/visitors/{visitor}",
-                                    headers=admin_headers())  # fmt: skip
-            assert resp.status == 200, await resp.text()
-            counted[visitor] = int((await resp.json())["attributes"]["page_views"])
+        counted = await page_views(client, tally.sent)
         figures = reconcile(tally, counted, acked)
 
         async def idle_exits() -> list[str]:
