@@ -224,6 +224,7 @@ _BENCHES = {
     "eval": "segserver.bench.eval",
     "durability": "segserver.bench.durability",
     "loops": "segserver.bench.loops",
+    "faults": "segserver.bench.faults",
 }
 
 

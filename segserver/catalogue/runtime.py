@@ -27,12 +27,14 @@ from segserver.catalogue.sites import Site, SiteService, site_id_of_key
 from segserver.decide import Campaign, Policy
 from segserver.engine import Program, build_program
 from segserver.errors import AuthError, NotFoundError, RuleError, SegserverError
+from segserver.logs import Throttled
 from segserver.profile.ingest import SiteData
 from segserver.profile.schema import Kind
 from segserver.storage.catalogue import CatalogueStore
 from segserver.storage.dictionary import DictionaryStore
 
 log = logging.getLogger("segserver.catalogue")
+RETRY_SECONDS = 1.0  # a failed background refresh is tried again after this long
 
 
 @dataclass
@@ -145,6 +147,7 @@ class Runtime:
         self.clock = clock
         self.contexts: dict[str, SiteContext] = {}
         self.refreshing: dict[str, asyncio.Task[Any]] = {}
+        self._log = Throttled(log)
 
     async def _load(self, site_id: str) -> SiteContext:
         site = await self.sites.get(site_id)
@@ -186,8 +189,15 @@ class Runtime:
         try:
             return await self._refresh(site_id)
         except SegserverError as exc:
-            log.warning("site %s: catalogue refresh failed (%s); serving the cached one",
-                        site_id, exc.message)  # fmt: skip
+            # Redis (or the site's cluster node) is out: try again in a second, not on
+            # the next request (every page view started a refresh and logged its
+            # failure: thousands a second against the dead node during an outage)
+            cached = self.contexts.get(site_id)
+            if cached is not None:
+                cached.loaded_at = self.clock() - self.ttl + RETRY_SECONDS
+            self._log.warning(f"refresh {site_id}",
+                              "site %s: catalogue refresh failed (%s); serving the cached one",
+                              site_id, exc.message)  # fmt: skip
             return None
 
     async def _refresh(self, site_id: str) -> SiteContext:

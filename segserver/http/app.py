@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from segserver import engine
 from segserver.config import Settings
+from segserver.errors import StorageError
 from segserver.http import (
     admin,
     analytics_routes,
@@ -35,6 +37,8 @@ from segserver.http.webhooks import WebhookClient
 from segserver.jobs.loop import LagProbe, Loops
 from segserver.wiring import build_services
 
+log = logging.getLogger("segserver.http")
+
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
@@ -44,7 +48,13 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     webhooks = WebhookClient(connections=settings.trigger_concurrency)
     services = build_services(settings, url=app[REDIS_URL], clock=app[CLOCK],
                               sender=webhooks.post_json)  # fmt: skip
-    await services.scripts.load_all()
+    try:
+        await services.scripts.load_all()
+    except StorageError as exc:
+        # Redis (or one cluster primary) is out right now: serve what can be served
+        # (degraded answers meanwhile); NOSCRIPT reloads each script where it runs,
+        # and /readyz loads them on every primary that answers.
+        log.warning("starting without every Lua script loaded: %s", exc.message)
     app[SERVICES] = services
     try:
         yield

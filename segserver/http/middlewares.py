@@ -16,8 +16,10 @@ from segserver import auth, errors
 from segserver.auth import Principal, Role
 from segserver.http.keys import CORS_ORIGIN, PRINCIPAL, SERVICES, SETTINGS
 from segserver.http.operations import BY_ROUTE
+from segserver.logs import Throttled
 
 log = logging.getLogger("segserver.http")
+_throttled = Throttled(log)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -66,7 +68,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except errors.SegserverError as exc:
         status = status_of(exc)
         if status >= 500:
-            log.warning("%s %s: %s", request.method, request.path, exc)
+            # one line per route and kind of failure every 10 s: an outage fails every
+            # request the same way (one line each flooded the log during a failover)
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else request.path
+            _throttled.warning(f"{request.method} {route} {type(exc).__name__}",
+                               "%s %s: %s", request.method, request.path, exc)  # fmt: skip
         if isinstance(exc, errors.StorageError) and (services := request.app.get(SERVICES)):
             kind = "timeout" if isinstance(exc, errors.StorageTimeout) else "error"
             services.metrics.redis_errors.labels(kind).inc()

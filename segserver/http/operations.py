@@ -181,8 +181,8 @@ OPS: list[Op] = [
        "admin page", None, 200, co.HistoryOut),
     # operations
     Op("GET", "/healthz", OPEN, "The process is up", "operations", None, 200, None),
-    Op("GET", "/readyz", OPEN, "Redis answers and scripts are loaded", "operations", None,
-       200, None, errors=(503,)),
+    Op("GET", "/readyz", OPEN, "Redis answers (all primaries, or some: partial), scripts loaded",
+       "operations", None, 200, None, errors=(503,)),
     Op("GET", "/metrics", OPEN, "Prometheus metrics", "operations", None, 200, "text"),
     Op("GET", "/openapi.json", OPEN, "This document", "operations", None, 200, None),
 ]

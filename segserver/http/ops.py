@@ -10,7 +10,7 @@ from segserver.http.keys import SERVICES
 from segserver.http.request import json_response
 from segserver.jobs.loop import Loops
 from segserver.resources import shipped_dir
-from segserver.storage.client import ping
+from segserver.storage.client import probe
 
 routes = web.RouteTableDef()
 #: The supervisor of this process' background loops (set by create_app's contexts).
@@ -27,19 +27,21 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready to serve: Redis answers, every Lua script is loaded and no background
     loop is stale (no successful round for longer than its interval plus
-    `loop_stale_seconds`); `stale` names the stale ones, `loops` tells about each."""
+    `loop_stale_seconds`); `stale` names the stale ones, `loops` tells about each.
+
+    `redis` is "ok", "partial" or "down"; `unreachable` names the primaries that did
+    not answer. Partial (a Redis Cluster primary is out, its replica not yet promoted)
+    is still 200: this process serves every visitor on the other primaries in full and
+    the others degraded, exactly as any other process would, so a load balancer taking
+    it out of rotation would only move the same answers elsewhere (docs/faults.md).
+    Only "down" (no node answers) makes it 503."""
     services = request.app[SERVICES]
-    redis_ok = await ping(services.clients.raw)
-    scripts_ok = redis_ok and await services.scripts.loaded()
-    if redis_ok and not scripts_ok:
-        try:
-            await services.scripts.load_all()
-            scripts_ok = await services.scripts.loaded()
-        except Exception:
-            scripts_ok = False
+    scripts = services.scripts
+    reach = await probe(services.clients, list(scripts.sources.values()),
+                        [s.sha for s in scripts.scripts.values()])  # fmt: skip
     loops = request.app.get(LOOPS)
     stale = loops.stale() if loops is not None else []
-    ok = redis_ok and scripts_ok and not stale
+    ok = reach.state != "down" and reach.scripts and not stale
     now = loops.clock() if loops is not None else 0.0
     states = {
         s.name: {"last_success_seconds_ago": round(s.age(now), 3), "failures": s.failures,
@@ -47,8 +49,9 @@ async def readyz(request: web.Request) -> web.Response:
         for s in (loops.states() if loops is not None else [])
     }  # fmt: skip
     return json_response(
-        {"status": "ready" if ok else "not_ready", "redis": redis_ok, "scripts": scripts_ok,
-         "stale": stale, "loops": states},
+        {"status": "ready" if ok else "not_ready", "redis": reach.state,
+         "unreachable": reach.unreachable, "scripts": reach.scripts, "stale": stale,
+         "loops": states},
         status=200 if ok else 503,
     )  # fmt: skip
 

@@ -12,10 +12,11 @@ them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 
 from segserver.catalogue.runtime import Runtime, SiteContext
-from segserver.errors import NotFoundError
+from segserver.errors import NotFoundError, StorageError
 from segserver.membership import commit, evaluate_visitor
 from segserver.storage.keys import Keys
 from segserver.storage.membership import DueStore, MembershipStore
@@ -30,6 +31,7 @@ BATCH = 16
 # Visitors per round of the supervised loop: a backlog is worked off in rounds of this
 # many, each one a successful round for /readyz, with the loop's yield between them.
 ROUND = 1024
+HAND_BACK_TRIES = 5
 
 
 class ExpiryScheduler:
@@ -67,11 +69,25 @@ class ExpiryScheduler:
                     claimed = await self.due.claim(site_id, shard, now, self.lease, want)
                     if not claimed:
                         break
-                    done += await self._process(ctx, shard, claimed, now)
+                    try:
+                        done += await self._process(ctx, shard, claimed, now)
+                    except StorageError:
+                        # a connection broken by an outage: the next round takes these
+                        # visitors again (else they wait for the lease, 30 s by default)
+                        await self._hand_back(site_id, shard, claimed, now)
+                        raise
                     await asyncio.sleep(0)
                     if len(claimed) < want:
                         break
         return done
+
+    async def _hand_back(self, site_id: str, shard: int, claimed: list[str], now: float) -> None:
+        """Hand claims back, trying a few times: after a Redis restart each stale pooled
+        connection fails its first command once (the hand-back is idempotent)."""
+        for _ in range(HAND_BACK_TRIES):
+            with contextlib.suppress(StorageError):
+                await self.due.hand_back(site_id, shard, claimed, now)
+                return
 
     async def run_round(self, clock: Callable[[], float]) -> bool:
         """One round of the supervised loop (segserver.jobs.loop): up to ROUND due

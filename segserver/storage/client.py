@@ -12,7 +12,9 @@ count per request from /metrics, so "two round trips per page view" is measured.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
@@ -42,8 +44,32 @@ class Clients:
     cluster: bool
     url: str
     fast: Multiplexer | None = None
+    _refreshing: asyncio.Task[None] | None = None
+    _refreshed_at: float = 0.0
+
+    def refresh_soon(self, every: float = 0.5) -> None:
+        """A cluster: renew the slot map in the background (at most once per `every`
+        seconds), after a primary stopped answering. redis-py renews it only when one of
+        its own commands fails; page views go through the multiplexer, so without this
+        their slots would stay on the dead primary after its replica took over."""
+        if not self.cluster or (self._refreshing is not None and not self._refreshing.done()):
+            return
+        now = time.monotonic()
+        if now - self._refreshed_at < every:
+            return
+        self._refreshed_at = now
+        self._refreshing = asyncio.ensure_future(self._refresh())
+
+    async def _refresh(self) -> None:
+        for client in (self.raw, self.text):  # each keeps its own slot map
+            try:
+                await client.nodes_manager.initialize()
+            except Exception:  # every known node unreachable: the next failure asks again
+                return
 
     async def close(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         if self.fast is not None:
             self.fast.close()
         await self.raw.aclose()
@@ -127,6 +153,7 @@ def create_clients(
         raise ConfigError(f"redis_url: {exc}") from exc
     if settings.redis_multiplex:
         clients.fast = _multiplexer(raw, cluster, settings, on_round_trip)
+        clients.fast.on_unreachable = clients.refresh_soon
     return clients
 
 
@@ -167,6 +194,81 @@ def _ssl(kw: dict[str, Any]) -> Any:
         cert_reqs=kw.get("ssl_cert_reqs", "required"), ca_certs=kw.get("ssl_ca_certs"),
         ca_data=kw.get("ssl_ca_data"), check_hostname=kw.get("ssl_check_hostname", False),
     ).get()  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Reachability:
+    """What /readyz tells about Redis: the primaries (`host:port`, or the one node's
+    address) that answered a PING within the probe's time, those that did not, and
+    whether every script is loaded on those that answered."""
+
+    answering: list[str]
+    unreachable: list[str]
+    scripts: bool
+
+    @property
+    def state(self) -> str:
+        """ "ok" (every node), "partial" (some: the shards of the others fail over or
+        are out) or "down" (none)."""
+        if not self.answering:
+            return "down"
+        return "partial" if self.unreachable else "ok"
+
+
+async def probe(clients: Clients, sources: Sequence[str], shas: Sequence[str],
+                within: float = 0.5) -> Reachability:  # fmt: skip
+    """PING every primary (concurrently, each in its own time-out and tried twice, so
+    a dead node costs the probe 2 × `within` at most), check the scripts on those that answered and
+    load the missing ones there (a restarted or promoted node has none). On a cluster,
+    an unreachable primary also asks for a fresh slot map (in the background)."""
+    if not clients.cluster:
+        client = clients.raw
+        kw = client.connection_pool.connection_kwargs
+        name = str(kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}")
+        ok = await _node_ready(client.execute_command, sources, shas, within)
+        return Reachability([name] if ok is not None else [], [] if ok is not None else [name],
+                            bool(ok))  # fmt: skip
+    manager = clients.raw.nodes_manager
+    if not manager.nodes_cache:  # nothing connected yet (every seed was out at start)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(within):
+                await clients.raw.initialize()
+    nodes = list(manager.get_nodes_by_server_type("primary"))
+    results = await asyncio.gather(
+        *(_node_ready(n.execute_command, sources, shas, within) for n in nodes))  # fmt: skip
+    # A node that failed gets a second try (through the current map's node of that
+    # name): a slot-map refresh meanwhile disconnects the nodes it replaced, and one
+    # lost PING must not name a healthy primary.
+    again = [i for i, r in enumerate(results) if r is None]
+    retried = await asyncio.gather(*(
+        _node_ready(manager.nodes_cache.get(nodes[i].name, nodes[i]).execute_command, sources,
+                    shas, within) for i in again))  # fmt: skip
+    for i, r in zip(again, retried, strict=True):
+        results[i] = r
+    answering = [n.name for n, r in zip(nodes, results, strict=True) if r is not None]
+    unreachable = [n.name for n, r in zip(nodes, results, strict=True) if r is None]
+    if unreachable or not nodes:
+        clients.refresh_soon()
+    return Reachability(sorted(answering), sorted(unreachable),
+                        bool(answering) and all(r for r in results if r is not None))  # fmt: skip
+
+
+async def _node_ready(execute: Callable[..., Any], sources: Sequence[str],
+                      shas: Sequence[str], within: float) -> bool | None:  # fmt: skip
+    """None: the node did not answer; else whether its scripts are loaded (after
+    loading the missing ones)."""
+    try:
+        async with asyncio.timeout(within):
+            await execute("PING")
+            exists = await execute("SCRIPT EXISTS", *shas)
+            missing = [src for src, ok in zip(sources, exists, strict=True) if not ok]
+            for src in missing:
+                await execute("SCRIPT LOAD", src)
+            return True
+    except (TimeoutError, aioredis.RedisError, OSError):
+        return None
+    except Exception:  # redis-py raises odd things at a node that just died (storage/errors)
+        return None
 
 
 async def ping(client: Client, within: float = 1.0) -> bool:

@@ -128,6 +128,16 @@ class DueStore:
             with wrapped("releasing claims"):
                 await self.client.zrem(self.keys.claimed(site, shard), *visitor_ids)
 
+    async def hand_back(self, site: str, shard: int, visitor_ids: Sequence[str],
+                        now: float) -> None:  # fmt: skip
+        """End the lease of claims whose work failed now, so the next round takes them
+        over at once instead of after the lease (`XX`: a claim committed meanwhile is
+        gone from the set and stays gone)."""
+        if visitor_ids:
+            with wrapped("handing back claims"):
+                await self.client.zadd(self.keys.claimed(site, shard),
+                                       dict.fromkeys(visitor_ids, now), xx=True)  # fmt: skip
+
     async def read_profiles(self, site: str, visitor_ids: Sequence[str]) -> list[bytes | None]:
         """Profiles, in one round trip."""
         with wrapped("reading profiles"):

@@ -222,6 +222,8 @@ class Multiplexer:
         self.options = options
         self.refresh = refresh
         self.on_send = on_send
+        #: called when a node cannot be reached (a cluster renews its slot map then)
+        self.on_unreachable: Callable[[], None] | None = None
         self.nodes: dict[Address, _Node] = {}
 
     async def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -248,7 +250,12 @@ class Multiplexer:
         node = self.nodes.get(address)
         if node is None:
             node = self.nodes[address] = _Node(address, self.options)
-        protocol = await node.connection()
+        try:
+            protocol = await node.connection()
+        except StorageError:
+            if self.on_unreachable is not None:
+                self.on_unreachable()
+            raise
         if self.on_send is not None:
             self.on_send()
         return await protocol.send(hiredis.pack_command(command))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.procs import LocalCluster, RedisNode, ServeProcess, free_ports
+from tests.faults.procs import TEST_CACHE, LocalCluster, RedisNode, ServeProcess, free_ports
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
     def start(env: dict[str, str] | None = None, args: list[str] | None = None) -> ServeProcess:
-        proc = ServeProcess(tmp_path, env or {}, args=args)
+        proc = ServeProcess(tmp_path, {**TEST_CACHE, **(env or {})}, args=args)
         started.append(proc)
         return proc.start()
 

@@ -3,6 +3,7 @@ its budget with the fallback and reports the events as not stored; then recovers
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import uuid
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from segserver.config import load_settings
 from segserver.http import create_app
+from segserver.http.keys import SERVICES
 from segserver.storage.embedded import EmbeddedRedis
 from tests.conftest import ADMIN_TOKEN, Clock, admin_headers
 
@@ -110,3 +112,78 @@ async def test_metrics_report_requests_evaluations_and_events(app_client: Client
     assert "segserver_evaluation_seconds_count 3.0" in text
     assert 'segserver_events_total{status="stored"} 3.0' in text
     assert 'segserver_events_total{status="rejected"} 3.0' in text
+
+
+@pytest.mark.parametrize("fault", ["freeze", "stop"])
+async def test_a_site_not_cached_yet_gets_the_degraded_answer_while_redis_is_out(
+    fault: str, app_client: Client, own_redis: EmbeddedRedis
+) -> None:
+    """Its catalogue cannot be read: nothing stored, no content, 200 (never a 503),
+    and /readyz says Redis is down (503: no node answers)."""
+    client = app_client
+    made = await client.post("/v1/admin/sites", headers=admin_headers(),
+                             json={"id": "fresh", "prebuilt": False})  # fmt: skip
+    key = {"X-Segserver-Key": (await made.json())["site_key"]}
+    client.app[SERVICES].runtime.forget("fresh")  # as in a process that never served it
+    assert own_redis.process is not None
+    if fault == "freeze":
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+    else:
+        own_redis.stop()
+    body = {"visitor_id": "v", "placements": ["hero"],
+            "events": [{"type": "page_view", "event_id": "e1"}]}  # fmt: skip
+    resp = await client.post("/v1/context", headers=key, json=body)
+    assert resp.status == 200
+    assert await resp.json() == {
+        "visitor_id": "v", "segments": [], "decisions": {"hero": None}, "degraded": True,
+        "events": [{"index": 0, "status": "not_stored"}], "catalogue_version": "0",
+    }  # fmt: skip
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["redis"] == "down"
+    if fault == "freeze":
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    else:
+        own_redis.start()
+    resp = await client.post("/v1/context", headers=key, json=body)
+    answer = await resp.json()
+    assert (resp.status, answer["degraded"], answer["events"]) == (
+        200, False, [{"index": 0, "status": "stored"}])  # fmt: skip
+
+
+async def test_a_cached_site_is_refreshed_once_a_second_while_redis_is_out(
+    app_client: Client, own_redis: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cached catalogue keeps serving; its background refresh is tried again a
+    second after a failure, not by every page view (nor logged by each)."""
+    client = app_client
+    made = await client.post("/v1/admin/sites", headers=admin_headers(),
+                             json={"id": "s", "prebuilt": False})  # fmt: skip
+    key = {"X-Segserver-Key": (await made.json())["site_key"]}
+    body = {"visitor_id": "v", "events": [{"type": "page_view"}]}
+    assert (await client.post("/v1/context", headers=key, json=body)).status == 200
+    runtime = client.app[SERVICES].runtime
+    now = [1000.0]
+    runtime.clock = lambda: now[0]  # a frozen clock: attempts are counted, not timed
+    runtime.contexts["s"].loaded_at = now[0]
+    loads = 0
+    load = runtime._load
+
+    async def counting(site_id: str) -> Any:
+        nonlocal loads
+        loads += 1
+        return await load(site_id)
+
+    runtime._load = counting
+    own_redis.stop()
+    now[0] += runtime.ttl + 0.01  # the cached entry is due for a refresh
+    for _ in range(3):
+        for _ in range(20):
+            resp = await client.post("/v1/context", headers=key, json=body)
+            assert resp.status == 200 and (await resp.json())["degraded"] is True
+            if runtime.refreshing:
+                await asyncio.gather(*runtime.refreshing.values())
+        now[0] += 1.01
+    assert loads == 3
+    refreshes = [r for r in caplog.records if "catalogue refresh failed" in r.getMessage()]
+    assert len(refreshes) == 1

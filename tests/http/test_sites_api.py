@@ -114,8 +114,8 @@ async def test_health_and_readiness(client: Client) -> None:
     ready = await client.get("/readyz")
     assert ready.status == 200
     body = await ready.json()
-    assert {k: body[k] for k in ("status", "redis", "scripts", "stale")} == {
-        "status": "ready", "redis": True, "scripts": True, "stale": []
+    assert {k: body[k] for k in ("status", "redis", "unreachable", "scripts", "stale")} == {
+        "status": "ready", "redis": "ok", "unreachable": [], "scripts": True, "stale": []
     }  # fmt: skip
     assert set(body["loops"]) == {"expiry", "history", "triggers", "sweep", "quotas"}
 

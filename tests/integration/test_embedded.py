@@ -19,7 +19,7 @@ import redis
 from segserver.errors import ConfigError
 from segserver.storage.embedded import EmbeddedRedis
 from tests.conftest import ADMIN_TOKEN
-from tests.faults.procs import ServeProcess, wait_for
+from tests.faults.procs import TEST_CACHE, ServeProcess, wait_for
 
 
 def test_restart_keeps_data(tmp_path: Path) -> None:
@@ -154,7 +154,8 @@ def test_serve_with_two_workers(tmp_path: Path, data_dir: Path) -> None:
 def test_serve_answers_again_after_its_embedded_redis_is_killed(tmp_path: Path) -> None:
     """kill -9 of the embedded redis-server under a running server: the server answers
     again by itself, with the data of the append-only file, and its loops resume."""
-    serve = ServeProcess(tmp_path, {"SEGSERVER_REDIS_URL": "", "SEGSERVER_LOOP_STALE_SECONDS": "2",
+    serve = ServeProcess(tmp_path, {**TEST_CACHE, "SEGSERVER_REDIS_URL": "",
+                                    "SEGSERVER_LOOP_STALE_SECONDS": "2",
                                     "SEGSERVER_EMBEDDED_APPENDFSYNC": "always"})  # fmt: skip
     serve.start()
     try:

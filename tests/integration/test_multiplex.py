@@ -161,3 +161,21 @@ async def test_a_frozen_server_times_out_then_recovers(tmp_path: Path) -> None:
     finally:
         m.close()
         server.stop()
+
+
+async def test_an_unreachable_node_is_reported_so_the_slot_map_is_renewed() -> None:
+    """A node that refuses connections fails the call with StorageError and calls
+    `on_unreachable` (a cluster renews its slot map then: storage.client)."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mux = Multiplexer(lambda _: ("127.0.0.1", port), NodeOptions(timeout=1.0))
+    reported: list[int] = []
+    mux.on_unreachable = lambda: reported.append(1)
+    for _ in range(2):
+        with pytest.raises(StorageError, match="connecting to Redis"):
+            await mux.evalsha("0" * 40, "return 1", ["k"], [])
+    assert reported == [1, 1]
+    mux.close()
