@@ -2,8 +2,9 @@
 the rule kernels and `next_change_batch` release the GIL).
 
 A page is decoded into one feature block, evaluated in one call, and diffed in one
-vectorised step against what is stored: the membership bitmap of each visitor (only
-the slots of the segments being recomputed) and its due instant. Only visitors whose
+vectorised step against what is stored: the shard's segment bitmaps (one bit per
+visitor ordinal, kept equal to each visitor's own bitmap by the commit script) and,
+when the recomputed rules test time, each visitor's due instant. Only visitors whose
 bits or due instant differ are returned to be committed; the commit script diffs
 again inside its atomic call, so an event committed meanwhile still wins.
 """
@@ -25,22 +26,27 @@ from segserver.storage.bulk import Page
 from segserver.storage.membership import Evaluated
 
 I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
 
 
 @dataclass(frozen=True, slots=True)
 class Columns:
-    """The segments a recompute covers: their bits in the program and stored slots."""
+    """The segments a recompute covers: their bits in the program, stored slots, ids,
+    and whether any of their rules tests time (then every visitor's due instant is
+    recomputed and compared; otherwise only those of visitors whose bits changed)."""
 
     bits: I64
     slots: I64
     ids: tuple[str, ...]
+    timed: bool
 
     @classmethod
-    def of(cls, program: Program, slots: I64, only: Sequence[str] | None) -> Columns:
+    def of(cls, program: Program, slots: I64, only: Sequence[str] | None,
+           timed: bool) -> Columns:  # fmt: skip
         """Every segment of the program, or those of `only` that it evaluates."""
         chosen = [i for i, sid in enumerate(program.segment_ids) if only is None or sid in only]
         bits = np.array(chosen, np.int64)
-        return cls(bits, slots[bits], tuple(program.segment_ids[i] for i in chosen))
+        return cls(bits, slots[bits], tuple(program.segment_ids[i] for i in chosen), timed)
 
 
 def with_dependents(rules: Mapping[str, Any], changed: Sequence[str]) -> list[str]:
@@ -62,22 +68,24 @@ class Diffed:
     changed: list[Evaluated]  # those to commit
 
 
-def stored_bits(bits: list[bytes | None], slots: I64) -> npt.NDArray[np.uint8]:
-    """(N, len(slots)) 0/1: each stored bitmap's bit at each slot (SETBIT order:
-    slot s is bit 7 - s % 8 of byte s // 8; a missing or short bitmap reads 0)."""
-    n = len(bits)
-    if not len(slots):
-        return np.zeros((n, 0), np.uint8)
-    width = int(slots.max()) // 8 + 1
-    raw = b"".join((b or b"")[:width].ljust(width, b"\0") for b in bits)
-    table = np.frombuffer(raw, np.uint8).reshape(n, width)
-    shifts = (7 - (slots & 7)).astype(np.uint8)
-    return (table[:, slots >> 3] >> shifts) & np.uint8(1)
+def bits_at(bitmaps: Sequence[bytes | None], ordinals: I64) -> U8:
+    """(N, len(bitmaps)) 0/1: each bitmap's bit at each ordinal (SETBIT order: bit o
+    is bit 7 - o % 8 of byte o // 8; past a bitmap's end, 0)."""
+    out = np.zeros((len(ordinals), len(bitmaps)), np.uint8)
+    if not len(ordinals):
+        return out
+    byte, shift = ordinals >> 3, (7 - (ordinals & 7)).astype(np.uint8)
+    for j, raw in enumerate(bitmaps):
+        table = np.frombuffer(raw or b"", np.uint8)
+        inside = byte < len(table)
+        out[inside, j] = (table[byte[inside]] >> shift[inside]) & np.uint8(1)
+    return out
 
 
 def diff_page(program: Program, layout: Layout, columns: Columns, page: Page,
-              now: float) -> Diffed:  # fmt: skip
-    """Evaluate the page's profiles at `now`; those whose stored state differs."""
+              bitmaps: Sequence[bytes | None], now: float) -> Diffed:  # fmt: skip
+    """Evaluate the page's profiles at `now`; those whose stored state differs from
+    `bitmaps` (the shard's, of `columns.slots`) and, if timed, from `page.due`."""
     rows = [i for i, blob in enumerate(page.profiles) if blob is not None]
     if not rows:
         return Diffed(0, [])
@@ -86,17 +94,23 @@ def diff_page(program: Program, layout: Layout, columns: Columns, page: Page,
     words = np.zeros((len(rows), max(program.words, 1)), np.uint64)
     evaluate_batch(program, block, now, words)
     cols = columns.bits
-    values = ((words[:, cols >> 6] >> (cols & 63).astype(np.uint64)) & np.uint64(1)).astype(
-        np.uint8
-    )
-    nxt = np.empty(len(rows), np.float64)
-    next_change_batch(program, block, now, nxt)
-    assert page.bits is not None and page.due is not None, "read with membership=True"
-    old = stored_bits([page.bits[i] for i in rows], columns.slots)
-    due = np.array([np.inf if page.due[i] is None else page.due[i] for i in rows], np.float64)
+    shifts = (cols & 63).astype(np.uint64)
+    values = ((words[:, cols >> 6] >> shifts) & np.uint64(1)).astype(np.uint8)
     ordinals = block[:, H_ORDINAL]
-    moved = (values != old).any(axis=1) | (nxt != due)
-    picked = np.flatnonzero(moved & ~np.isnan(ordinals))
+    known = ~np.isnan(ordinals)
+    old = bits_at(bitmaps, np.where(known, ordinals, 0).astype(np.int64))
+    moved = (values != old).any(axis=1)
+    nxt = np.full(len(rows), np.inf)
+    if columns.timed:
+        assert page.due is not None, "a timed recompute reads due instants"
+        next_change_batch(program, block, now, nxt)
+        due = np.array([np.inf if page.due[i] is None else page.due[i] for i in rows])
+        moved |= nxt != due
+    picked = np.flatnonzero(moved & known)
+    if not columns.timed and len(picked):
+        some = np.empty(len(picked), np.float64)
+        next_change_batch(program, np.ascontiguousarray(block[picked]), now, some)
+        nxt[picked] = some
     versions = block[:, H_VERSION]
     changed = [
         Evaluated(

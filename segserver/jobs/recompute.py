@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 from segserver import engine
 from segserver.catalogue.runtime import Runtime
+from segserver.dsl.nodes import has_time
+from segserver.engine import compile_rule
 from segserver.errors import SegserverError
 from segserver.jobs.diff import Columns, diff_page, with_dependents
 from segserver.storage.bulk import BulkReader, Page
@@ -35,6 +37,7 @@ log = logging.getLogger("segserver.recompute")
 Progress = Callable[[int, int], None]
 #: Called after each committed page: (shard, cursor after it, visitors so far).
 Committed = Callable[[int, int, int], Awaitable[None]]
+Paged = tuple[Page, list[bytes | None]]
 #: Visitors per commit_membership call: one call blocks its Redis node while it runs.
 COMMIT_BATCH = 500
 
@@ -82,19 +85,23 @@ class Recomputer:
         self.runtime.forget(site_id)
         ctx = await self.runtime.get(site_id)
         program = ctx.current_program()
+        layout = ctx.data.schema.layout
+        timed = program.has_time
         if segments is not None:
             rules = {s.id: s.rule for s in ctx.segments.values() if s.evaluated}
             segments = with_dependents(rules, segments)
-        columns = Columns.of(program, ctx.slots, segments)
+            timed = any(has_time(compile_rule(rules[s], layout, None, rules)) for s in segments
+                        if s in rules)  # fmt: skip
+        columns = Columns.of(program, ctx.slots, segments, timed)
         engine.generate(program)  # used by evaluate_batch once compiled; never waited for
-        layout = ctx.data.schema.layout
         stats = RecomputeStats(visitors=start.done)
         started = time.perf_counter()
         order = [s for s in (shards if shards is not None else range(self.keys.shards))
                  if s >= start.shard]  # fmt: skip
-        pages = self._prefetch(site_id, order, start)
-        async for page in pages:
-            diffed = await asyncio.to_thread(diff_page, program, layout, columns, page, now)
+        pages = self._prefetch(site_id, order, start, columns)
+        async for page, bitmaps in pages:
+            diffed = await asyncio.to_thread(diff_page, program, layout, columns, page, bitmaps,
+                                             now)  # fmt: skip
             for lo in range(0, len(diffed.changed), COMMIT_BATCH):
                 batch = diffed.changed[lo : lo + COMMIT_BATCH]
                 done = await self.membership.commit(
@@ -113,18 +120,22 @@ class Recomputer:
         stats.seconds = time.perf_counter() - started
         return stats
 
-    async def _prefetch(self, site: str, order: list[int], start: Start) -> AsyncGenerator[Page]:
-        """The pages of `order`, the next one read while the current one is processed."""
+    async def _prefetch(self, site: str, order: list[int], start: Start,
+                        columns: Columns) -> AsyncGenerator[Paged]:  # fmt: skip
+        """The pages of `order` with their shard's bitmaps of `columns` (read once per
+        shard), the next page read while the current one is processed."""
 
-        async def read_all(queue: asyncio.Queue[Page | None]) -> None:
+        async def read_all(queue: asyncio.Queue[Paged | None]) -> None:
+            slots = columns.slots.tolist()
             for shard in order:
                 cursor = start.cursor if shard == start.shard else 0
+                bitmaps = await self.reader.bitmaps(site, shard, slots)
                 async for page in self.reader.pages(site, shard, self.chunk, cursor=cursor,
-                                                    membership=True):  # fmt: skip
-                    await queue.put(page)
+                                                    due=columns.timed):  # fmt: skip
+                    await queue.put((page, bitmaps))
             await queue.put(None)
 
-        queue: asyncio.Queue[Page | None] = asyncio.Queue(maxsize=1)
+        queue: asyncio.Queue[Paged | None] = asyncio.Queue(maxsize=1)
         reader = asyncio.create_task(read_all(queue))
         try:
             while (page := await queue.get()) is not None:

@@ -4,6 +4,8 @@ writes are counted by Redis itself (commandstats of the commit script's HSET).""
 
 from __future__ import annotations
 
+import math
+
 import redis.asyncio as aioredis
 
 from segserver.demo import ensure_demo_site, seed_profiles
@@ -22,8 +24,8 @@ async def hset_calls(client: aioredis.Redis) -> int:
 
 
 async def stored_vs_evaluated(services: Services, site: str, now: float) -> tuple[int, int]:
-    """(visitors whose stored bits of evaluated segments differ from a per-visitor
-    evaluation at `now`, visitors compared)."""
+    """(visitors whose stored bits of evaluated segments or due instant differ from a
+    per-visitor evaluation at `now`, visitors compared)."""
     ctx = await services.runtime.get(site)
     program = ctx.current_program()
     wrong = seen = 0
@@ -37,7 +39,9 @@ async def stored_vs_evaluated(services: Services, site: str, now: float) -> tupl
         expected = {ctx.segments[s].slot for s, v in zip(program.segment_ids, item.values,
                                                          strict=True) if v}  # fmt: skip
         evaluated = {ctx.segments[s].slot for s in program.segment_ids}
-        wrong += (stored & evaluated) != expected
+        keys = services.keys
+        due = await services.clients.raw.zscore(keys.due(site, keys.visitor(site, vid).shard), vid)
+        wrong += (stored & evaluated) != expected or (due or math.inf) != item.next_change
         seen += 1
     return wrong, seen
 
@@ -91,6 +95,19 @@ async def test_recompute_writes_only_changed_visitors(services: Services, clock:
     job_saves = await hset_calls(client) - before - flipped
     assert 0 < job_saves <= services.keys.shards + 2
     assert await stored_vs_evaluated(services, site, now) == (0, VISITORS)
+
+
+async def test_an_edit_of_a_timed_rule_moves_due_instants(services: Services,
+                                                           clock: Clock) -> None:  # fmt: skip
+    site = (await ensure_demo_site(services)).id
+    await seed_profiles(services, site, VISITORS)
+    await services.recomputer.run(site, clock.now)
+    seg = (await services.runtime.get(site)).segments["recent_buyers"]
+    rule = {"attr": "last_order_at", "op": "within", "value": "45d"}
+    await services.edits.update_segment(site, seg.id, {"rule": rule, "version": seg.version},
+                                        clock.now)  # fmt: skip
+    await services.recomputer.wait()
+    assert await stored_vs_evaluated(services, site, clock.now) == (0, VISITORS)
 
 
 async def test_resume_from_a_position_finishes_the_rest(services: Services, clock: Clock) -> None:
