@@ -194,7 +194,9 @@ def build_services(
     triggers = TriggerService(records, changes)
     erasure = ErasureStore(clients.raw, scripts, keys, changes,
                            s.change_stream_max_length)  # fmt: skip
-    analytics = SegmentAnalytics(analytics_store, ShardReader(clients.raw, keys), visitor_ttl)
+    analytics = SegmentAnalytics(
+        analytics_store, ShardReader(clients.raw, keys), visitor_ttl, BulkReader(clients.raw, keys)
+    )
     quotas = Quotas(
         key_requests=Buckets(s.quota_key_requests_per_minute),
         visitor_requests=Buckets(s.quota_visitor_requests_per_minute),

@@ -1,6 +1,6 @@
 """Bulk reads of one shard: visitor ids page by page (HSCAN of the shard's ordinal
-map) and, in one pipelined round trip per page, their profiles (MGET) and, when asked
-for, their due instants (ZMSCORE); the shard's segment bitmaps in one MGET.
+map) and, per page, their profiles (one MGET) and, when asked for, their due instants
+(one ZMSCORE, sent concurrently); the shard's segment bitmaps in one MGET.
 
 Every key of a shard carries the shard's hash tag, so each of these is one call to
 one node of a Redis Cluster too. A page is the unit of progress: `Page.cursor` is the
@@ -12,6 +12,7 @@ bitmaps (one bit per visitor) replace the latter at a negligible cost.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -50,11 +51,10 @@ class BulkReader:
             page = Page(shard, int(cursor), ids, [])
             if ids:
                 with wrapped(f"reading shard {shard}"):
-                    async with self.client.pipeline(transaction=False) as pipe:
-                        pipe.mget([f"{base}:p:{v}" for v in ids])
-                        if due:
-                            pipe.zmscore(due_key, ids)
-                        got = await pipe.execute()
+                    reads = [self.client.mget([f"{base}:p:{v}" for v in ids])]
+                    if due:
+                        reads.append(self.client.zmscore(due_key, ids))
+                    got = await asyncio.gather(*reads)
                 page.profiles = got[0]
                 page.due = got[1] if due else None
             yield page
