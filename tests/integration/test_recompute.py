@@ -4,13 +4,16 @@ writes are counted by Redis itself (commandstats of the commit script's HSET).""
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import redis.asyncio as aioredis
 
+from segserver.config import Settings
 from segserver.demo import ensure_demo_site, seed_profiles
 from segserver.jobs.diff import with_dependents
 from segserver.jobs.recompute import Start
+from segserver.jobs.spread import recompute_spread
 from segserver.membership import evaluate_visitor
 from segserver.wiring import Services
 from tests.conftest import Clock
@@ -26,6 +29,7 @@ async def hset_calls(client: aioredis.Redis) -> int:
 async def stored_vs_evaluated(services: Services, site: str, now: float) -> tuple[int, int]:
     """(visitors whose stored bits of evaluated segments or due instant differ from a
     per-visitor evaluation at `now`, visitors compared)."""
+    services.runtime.forget(site)  # the dictionary as stored now (seeding added values)
     ctx = await services.runtime.get(site)
     program = ctx.current_program()
     wrong = seen = 0
@@ -41,7 +45,8 @@ async def stored_vs_evaluated(services: Services, site: str, now: float) -> tupl
         evaluated = {ctx.segments[s].slot for s in program.segment_ids}
         keys = services.keys
         due = await services.clients.raw.zscore(keys.due(site, keys.visitor(site, vid).shard), vid)
-        wrong += (stored & evaluated) != expected or (due or math.inf) != item.next_change
+        bad = (stored & evaluated) != expected or (due or math.inf) != item.next_change
+        wrong += bad
         seen += 1
     return wrong, seen
 
@@ -125,3 +130,15 @@ def test_dependents_follow_segment_references() -> None:
              "d": {"attr": "y"}}  # fmt: skip
     assert with_dependents(rules, ["a"]) == ["a", "b", "c"]
     assert with_dependents(rules, ["d"]) == ["d"]
+
+
+async def test_workers_spread_shards_over_processes(services: Services, settings: Settings,
+                                                    clock: Clock) -> None:  # fmt: skip
+    site = (await ensure_demo_site(services)).id
+    await seed_profiles(services, site, VISITORS)
+    seen: list[int] = []
+    stats = await asyncio.to_thread(recompute_spread, settings, settings.redis_url, site,
+                                    clock.now, 2, seen.append)  # fmt: skip
+    assert stats.visitors == VISITORS and seen[-1] == VISITORS
+    assert 0 < stats.committed <= VISITORS
+    assert await stored_vs_evaluated(services, site, clock.now) == (0, VISITORS)
