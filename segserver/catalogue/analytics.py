@@ -4,11 +4,11 @@ per-shard bitmaps) answers everything except the preview, which evaluates profil
 
 Preview: exact when the site has at most `sample_size` visitors (API default 5 000),
 otherwise an estimate from a uniform random sample of that many visitors with a 95 %
-Wilson interval (finite-population corrected). Measured on 1 M seeded visitors
-(`segserver bench segments`): reading every profile takes ~14 s, far over the 300 ms
-budget; a 5 000-visitor sample takes ~55 ms (10 000: ~90 ms median, up to ~280 ms on
-a loaded machine), and bounds the interval's half-width by 1.4 % of the population
-(1.96 × √(0.25 / 5 000))."""
+Wilson interval (finite-population corrected). The exact count reads every profile
+(catalogue/exact.py): measured on 1 M seeded visitors on a busy 2-core machine
+(`segserver bench segments`, docs/scale.md) it takes ~9 s, bound by reading; a
+5 000-visitor sample takes ~45 ms and bounds the interval's half-width by 1.4 % of the
+population (1.96 × √(0.25 / 5 000))."""
 
 from __future__ import annotations
 
