@@ -1,8 +1,9 @@
 """Bulk recompute: every visitor of a site, shard by shard, page by page.
 
-A page (about `chunk` visitors, one HSCAN page of the shard's ordinal map) is read in
-one pipelined round trip (profiles, stored bitmaps, due instants: storage.bulk),
-evaluated and diffed in a worker thread (jobs.diff), and only visitors whose bits or
+A page (about `chunk` visitors, one HSCAN page of the shard's ordinal map) is read with
+one MGET of its profiles (and one ZMSCORE of due instants when the recomputed rules
+test time; storage.bulk), evaluated and diffed against the shard's segment bitmaps
+(read once per shard) in a worker thread (jobs.diff), and only visitors whose bits or
 due instant changed are committed, with lua/commit_membership.lua (which diffs again
 inside its atomic call and keeps the version guard: an event committed meanwhile wins).
 Reading the next page overlaps evaluating and committing the current one.
