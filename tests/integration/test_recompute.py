@@ -142,3 +142,17 @@ async def test_workers_spread_shards_over_processes(services: Services, settings
     assert stats.visitors == VISITORS and seen[-1] == VISITORS
     assert 0 < stats.committed <= VISITORS
     assert await stored_vs_evaluated(services, site, clock.now) == (0, VISITORS)
+
+
+async def test_an_orphaned_job_is_claimed_once(services: Services, clock: Clock) -> None:
+    jobs, now = services.jobs, clock.now
+    await jobs.save("s", "alive", {"state": "running", "lease": now + 10}, new=True)
+    await jobs.save("s", "dead", {"state": "running", "lease": now - 1, "shard": 3}, new=True)
+    await jobs.save("s", "stopped", {"state": "interrupted", "lease": 0}, new=True)
+    await jobs.save("s", "finished", {"state": "done", "lease": 0}, new=True)
+    assert await jobs.claim("s", "alive", "me", now, 15) is None
+    assert await jobs.claim("s", "finished", "me", now, 15) is None
+    dead = await jobs.claim("s", "dead", "me", now, 15)
+    assert dead is not None and (dead["owner"], dead["shard"]) == ("me", "3")
+    assert await jobs.claim("s", "dead", "other", now, 15) is None  # claimed already
+    assert (await jobs.claim("s", "stopped", "other", now, 15) or {}).get("state") == "running"
