@@ -237,6 +237,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _recompute_cmd(args: argparse.Namespace) -> int:
+    from segserver.jobs.recompute import RecomputeStats
+    from segserver.jobs.spread import recompute_spread
     from segserver.wiring import open_services
 
     settings = _settings(args)
@@ -249,17 +251,27 @@ def _recompute_cmd(args: argparse.Namespace) -> int:
         sys.stderr.write(f"\r[{fill:<{width}}] {100 * frac:5.1f}%  {done:,}/{total:,} visitors")
         sys.stderr.flush()
 
+    def report(stats: RecomputeStats) -> None:
+        sys.stderr.write("\n")
+        rate = stats.visitors / stats.seconds if stats.seconds else 0.0
+        print(f"segserver: recomputed {stats.visitors:,} visitors of {args.site!r} in "
+              f"{stats.seconds:.1f} s ({rate:,.0f}/s); {stats.committed:,} committed "
+              "(their membership or due instant changed)")  # fmt: skip
+
     async def run(url: str) -> None:
         async with open_services(settings, url) as services:
             await services.scripts.load_all()
             total = await services.profiles.count(args.site)
-            stats = await services.recomputer.run(args.site, time.time(), "recompute", bar, total)
-            sys.stderr.write("\n")
-            rate = stats.visitors / stats.seconds if stats.seconds else 0.0
-            print(
-                f"segserver: recomputed {stats.visitors:,} visitors of {args.site!r} in "
-                f"{stats.seconds:.1f} s ({rate:,.0f}/s); {stats.committed:,} committed"
-            )
+            if args.workers > 1:
+                at = time.time()
+                stats = await asyncio.to_thread(
+                    recompute_spread, settings, url, args.site, at, args.workers,
+                    lambda done: bar(done, total),
+                )  # fmt: skip
+            else:
+                stats = await services.recomputer.run(args.site, time.time(), "recompute", bar,
+                                                      total)  # fmt: skip
+            report(stats)
 
     try:
         url = embedded.start() if embedded is not None else settings.redis_url
@@ -289,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo_cmd)
     recompute = sub.add_parser("recompute", help="re-evaluate every visitor of a site")
     recompute.add_argument("--site", required=True)
+    recompute.add_argument("--workers", type=int, default=1,
+                           help="processes to spread the shards over (default 1)")  # fmt: skip
     recompute.set_defaults(func=_recompute_cmd)
     warm = sub.add_parser(
         "warm", help="compile the rule kernels into the shared on-disk cache (once per version)"

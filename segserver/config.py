@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     visitor_history_length: int = Field(50, ge=1, le=10_000)
     expiry_interval_seconds: float = Field(0.25, ge=0, le=60)
     expiry_lease_seconds: float = Field(30, ge=1, le=3600)
+    recompute_chunk: int = Field(10_000, ge=10, le=100_000)
+    recompute_lease_seconds: float = Field(15, ge=1, le=3600)
     loop_stale_seconds: float = Field(30, gt=0, le=86400)
     loop_backoff_max_seconds: float = Field(5, ge=0.1, le=3600)
 

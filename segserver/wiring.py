@@ -46,6 +46,7 @@ from segserver.quotas import Buckets, Quotas
 from segserver.recommend import Recommender
 from segserver.results import Results
 from segserver.storage.analytics import AnalyticsStore
+from segserver.storage.bulk import BulkReader
 from segserver.storage.catalogue import CatalogueStore
 from segserver.storage.changes import ChangeStore
 from segserver.storage.client import Clients, create_clients
@@ -161,7 +162,7 @@ def build_services(
         caps_ttl_seconds=visitor_ttl or 400 * DAY, recent_length=s.recently_viewed_length,
         feedback_ttl_seconds=s.decision_token_ttl_seconds,
     )  # fmt: skip
-    jobs = JobStore(clients.raw, keys)
+    jobs = JobStore(clients.raw, keys, scripts)
     analytics_store = AnalyticsStore(clients.raw, scripts, keys)
     changes = ChangeStore(clients.text, keys)
     due = DueStore(clients.raw, scripts, keys)
@@ -181,11 +182,21 @@ def build_services(
     secret = token_secret(s)
     after = AfterEvents(finish_store=finish, membership=membership, keys=keys, metrics=metrics,
                         token_secret=secret)  # fmt: skip
-    recomputer = Recomputer(runtime, ShardReader(clients.raw, keys), membership, keys, jobs)
+    recomputer = Recomputer(
+        runtime,
+        BulkReader(clients.raw, keys),
+        membership,
+        keys,
+        jobs,
+        s.recompute_chunk,
+        s.recompute_lease_seconds,
+    )
     triggers = TriggerService(records, changes)
     erasure = ErasureStore(clients.raw, scripts, keys, changes,
                            s.change_stream_max_length)  # fmt: skip
-    analytics = SegmentAnalytics(analytics_store, ShardReader(clients.raw, keys), visitor_ttl)
+    analytics = SegmentAnalytics(
+        analytics_store, ShardReader(clients.raw, keys), visitor_ttl, BulkReader(clients.raw, keys)
+    )
     quotas = Quotas(
         key_requests=Buckets(s.quota_key_requests_per_minute),
         visitor_requests=Buckets(s.quota_visitor_requests_per_minute),

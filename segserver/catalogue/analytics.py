@@ -4,11 +4,11 @@ per-shard bitmaps) answers everything except the preview, which evaluates profil
 
 Preview: exact when the site has at most `sample_size` visitors (API default 5 000),
 otherwise an estimate from a uniform random sample of that many visitors with a 95 %
-Wilson interval (finite-population corrected). Measured on 1 M seeded visitors
-(`segserver bench segments`): reading every profile takes ~14 s, far over the 300 ms
-budget; a 5 000-visitor sample takes ~55 ms (10 000: ~90 ms median, up to ~280 ms on
-a loaded machine), and bounds the interval's half-width by 1.4 % of the population
-(1.96 × √(0.25 / 5 000))."""
+Wilson interval (finite-population corrected). The exact count reads every profile
+(catalogue/exact.py): measured on 1 M seeded visitors on a busy 2-core machine
+(`segserver bench segments`, docs/scale.md) it takes ~9 s, bound by reading; a
+5 000-visitor sample takes ~45 ms and bounds the interval's half-width by 1.4 % of the
+population (1.96 × √(0.25 / 5 000))."""
 
 from __future__ import annotations
 
@@ -22,13 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from segserver.catalogue.exact import count_exact
 from segserver.catalogue.runtime import SiteContext
-from segserver.catalogue.segments import Segment
+from segserver.catalogue.segments import Segment, rule_refs
 from segserver.engine import SegmentDef, build_program, compile_rule, evaluate_batch
 from segserver.errors import NotFoundError, ValidationError
 from segserver.profile import codec
 from segserver.profile.schema import Kind
 from segserver.storage.analytics import AnalyticsStore, Instruction, bitmap_ordinals
+from segserver.storage.bulk import BulkReader
 from segserver.storage.jobs import ShardReader
 
 SAMPLE_IDS = 20
@@ -36,6 +38,8 @@ MAX_OVERLAP = 50
 MAX_LEAVES = 50
 MAX_DEPTH = 32
 Z95 = 1.959964
+#: Visitors per page of an exact preview (one HSCAN page and one MGET each).
+EXACT_CHUNK = 10_000
 
 
 @dataclass
@@ -134,10 +138,12 @@ def wilson(hits: int, n: int, population: int) -> tuple[float, float]:
 
 
 class SegmentAnalytics:
-    def __init__(self, store: AnalyticsStore, reader: ShardReader, ttl_seconds: int) -> None:
+    def __init__(self, store: AnalyticsStore, reader: ShardReader, ttl_seconds: int,
+                 bulk: BulkReader) -> None:  # fmt: skip
         self.store = store
         self.reader = reader
         self.ttl_seconds = ttl_seconds
+        self.bulk = bulk
 
     async def size(self, site: str, seg: Segment) -> int:
         return (await self.store.sizes(site, [seg.slot]))[0]
@@ -176,13 +182,20 @@ class SegmentAnalytics:
         self, ctx: SiteContext, rule: Any, now: float, sample_size: int, seed: int | None
     ) -> dict[str, Any]:
         """Count and sample of a draft rule, exact or estimated (see the module doc)."""
-        active = sorted((s for s in ctx.segments.values() if s.evaluated), key=lambda s: s.id)
+        active = {s.id: s for s in ctx.segments.values() if s.evaluated}
         layout, vocab = ctx.data.schema.layout, ctx.data.vocab
-        compile_rule(rule, layout, vocab, [s.id for s in active])
+        compile_rule(rule, layout, vocab, sorted(active))
         draft = next(f"preview-{i}" for i in range(len(active) + 1)
                      if f"preview-{i}" not in ctx.segments)  # fmt: skip
-        program = build_program([*(s.definition() for s in active), SegmentDef(draft, rule)],
-                                layout, vocab)  # fmt: skip
+        # the draft and the segments it refers to, directly or not: nothing else counts
+        needed, todo = set(), rule_refs(rule)
+        while todo:
+            sid = todo.pop()
+            if sid in active and sid not in needed:
+                needed.add(sid)
+                todo |= rule_refs(active[sid].rule)
+        defs = [active[sid].definition() for sid in sorted(needed)]
+        program = build_program([*defs, SegmentDef(draft, rule)], layout, vocab)
         bit = program.segment_ids.index(draft)
 
         word, shift = bit >> 6, np.uint64(bit & 63)
@@ -195,15 +208,12 @@ class SegmentAnalytics:
 
         seqs, present = await self.store.population(ctx.site.id)
         population = sum(present)
-        hits, n, sample = 0, 0, []
+        hits, n, sample = 0, 0, list[str]()
         exact = population <= sample_size
         if exact:
-            for shard in range(len(seqs)):
-                async for ids, blobs in self.reader.chunks(ctx.site.id, shard, 2000):
-                    got = [(v, b) for v, b in zip(ids, blobs, strict=True) if b is not None]
-                    ok = await asyncio.to_thread(matches, [b for _, b in got])
-                    hits, n = hits + int(ok.sum()), n + len(got)
-                    sample += [v for (v, _), m in zip(got, ok, strict=True) if m]
+            hits, n, sample = await count_exact(self.bulk, ctx.site.id, range(len(seqs)),
+                                                program, bit, layout, now, EXACT_CHUNK,
+                                                SAMPLE_IDS)  # fmt: skip
         else:
             rng = np.random.default_rng(seed)
             cuts = np.cumsum([0, *seqs])

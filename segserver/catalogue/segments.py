@@ -234,7 +234,7 @@ class SegmentService:
         pending = {p.id: p for p in load_prebuilt(layout=layout)}
         done: list[str] = []
         while pending:
-            ready = [p for p in pending.values() if _segment_refs(p.rule) <= set(done)]
+            ready = [p for p in pending.values() if rule_refs(p.rule) <= set(done)]
             if not ready:
                 raise RuleError(f"prebuilt segments refer in a cycle: {sorted(pending)}")
             for p in sorted(ready, key=lambda p: p.id):
@@ -264,19 +264,20 @@ class SegmentService:
 
 
 def _refers(seg: Segment, target: str) -> bool:
-    return target in _segment_refs(seg.rule)
+    return target in rule_refs(seg.rule)
 
 
-def _segment_refs(rule: Any) -> set[str]:
+def rule_refs(rule: Any) -> set[str]:
+    """Ids of every segment a rule (JSON) refers to with `{"segment": id}`."""
     found: set[str] = set()
     if isinstance(rule, dict):
         if isinstance(rule.get("segment"), str):
             found.add(rule["segment"])
         for value in rule.values():
-            found |= _segment_refs(value)
+            found |= rule_refs(value)
     elif isinstance(rule, list):
         for item in rule:
-            found |= _segment_refs(item)
+            found |= rule_refs(item)
     return found
 
 

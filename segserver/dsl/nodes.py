@@ -181,3 +181,13 @@ def segment_refs(node: Node) -> set[str]:
     if isinstance(node, SegmentRef):
         return {node.segment}
     return set()
+
+
+def has_time(node: Node) -> bool:
+    """Does the tree test time (an age, an anniversary or a daily window)? Its result
+    may then change without an event, at instants `engine.next_change` finds."""
+    if isinstance(node, Group):
+        return any(has_time(child) for child in node.children)
+    if isinstance(node, Not):
+        return has_time(node.child)
+    return isinstance(node, Age | Anniversary | WindowCompare)

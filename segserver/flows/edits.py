@@ -161,13 +161,15 @@ class Edits:
         self.runtime.forget(site)
         out = seg.to_json()
         if needs_recompute(before, seg):
-            out["recompute_job"] = await self.recompute(site, at, "edit")
+            out["recompute_job"] = await self.recompute(site, at, "edit", [seg.id])
         return out
 
-    async def recompute(self, site: str, at: float, cause: str) -> str:
-        """Start recomputing the site's stored membership in the background; the job id."""
+    async def recompute(self, site: str, at: float, cause: str,
+                        segments: list[str] | None = None) -> str:  # fmt: skip
+        """Start recomputing the site's stored membership in the background (of the
+        segments `segments` and those that refer to them; default all); the job id."""
         total = await self.profiles.count(site)
-        return await self.recomputer.start(site, at, cause, total)
+        return await self.recomputer.start(site, at, cause, total, segments)
 
     # --- placements, content, campaigns --------------------------------------------------
 

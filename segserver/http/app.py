@@ -78,6 +78,21 @@ async def _loops_ctx(app: web.Application) -> AsyncIterator[None]:
     probe.stop()
 
 
+async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Bulk jobs left by a dead process (lease expired) or stopped by a shutdown are
+    claimed and resumed here, at start and then every third of a lease."""
+    services, loops = app[SERVICES], app[ops.LOOPS]
+    recomputer = services.recomputer
+
+    async def resume() -> bool:
+        await recomputer.resume_orphans(await services.runtime.sites.list_ids())
+        return False
+
+    loops.start("jobs", resume, pause=recomputer.lease_seconds / 3)
+    yield
+    await loops.stop("jobs")
+
+
 async def _sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     """Clean-up after profiles that expired by TTL, in the background."""
     per_second = app[SETTINGS].expired_sweep_per_second
@@ -128,6 +143,7 @@ def create_app(
     app[CLOCK] = clock
     app.cleanup_ctx.append(_services_ctx)
     app.cleanup_ctx.append(_loops_ctx)
+    app.cleanup_ctx.append(_jobs_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
     app.cleanup_ctx.append(_quota_ctx)
     app.cleanup_ctx.append(_sweep_ctx)

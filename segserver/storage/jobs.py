@@ -10,14 +10,16 @@ from redis.exceptions import RedisError
 from segserver.errors import NotFoundError, StorageError
 from segserver.storage.client import Client
 from segserver.storage.keys import Keys
+from segserver.storage.scripts import Scripts
 
 JOBS_KEPT = 100
 
 
 class JobStore:
-    def __init__(self, client: Client, keys: Keys) -> None:
+    def __init__(self, client: Client, keys: Keys, scripts: Scripts) -> None:
         self.client = client
         self.keys = keys
+        self.scripts = scripts
 
     def _key(self, site: str, job: str) -> str:
         return f"{self.keys.prefix}:{{{site}}}:job:{job}"
@@ -44,6 +46,17 @@ class JobStore:
         if not raw:
             raise NotFoundError(f"job {job!r} does not exist")
         return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def claim(self, site: str, job: str, owner: str, now: float,
+                    lease: float) -> dict[str, str] | None:  # fmt: skip
+        """Take over a job left by a dead or stopped owner (lua/claim_job.lua): its
+        fields, or None if it is not claimable (finished, or its owner is alive)."""
+        raw = await self.scripts.call("claim_job", [self._key(site, job)],
+                                      [owner, repr(now), repr(lease)])  # fmt: skip
+        if not raw:
+            return None
+        text = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
+        return dict(zip(text[::2], text[1::2], strict=True))
 
     async def recent(self, site: str) -> list[str]:
         try:

@@ -19,6 +19,7 @@ from segserver.catalogue.segments import Segment
 from segserver.config import load_settings
 from segserver.demo import DEMO_SCHEMA, seed_profiles
 from segserver.storage.analytics import AnalyticsStore
+from segserver.storage.bulk import BulkReader
 from segserver.storage.jobs import ShardReader
 from segserver.wiring import Services, build_services
 
@@ -51,7 +52,9 @@ async def test_analytics_on_a_cluster(cluster_services: Services) -> None:
     vids = [f"demo-2-{i}" for i in range(200)]
     want = {"a": set(vids[:120]), "b": set(vids[80:160]), "c": set(vids[::3])}
     store = AnalyticsStore(svc.clients.raw, svc.scripts, svc.keys)
-    analytics = SegmentAnalytics(store, ShardReader(svc.clients.raw, svc.keys), 0)
+    analytics = SegmentAnalytics(
+        store, ShardReader(svc.clients.raw, svc.keys), 0, BulkReader(svc.clients.raw, svc.keys)
+    )
     for slot, (sid, members) in enumerate(want.items()):
         ctx.segments[sid] = static(sid, slot)
         added, unknown = await analytics.write_static(

@@ -109,7 +109,7 @@ async def test_expiry_resumes_after_a_redis_fault_and_misses_no_exit(
         status, body = await readyz(client)
         assert (status, body["stale"], body["loops"]["expiry"]["failures"]) == (200, [], 0)
         loops = set(body["loops"])
-        assert loops == {"expiry", "history", "triggers", "sweep", "quotas"}
+        assert loops == {"expiry", "history", "triggers", "sweep", "quotas", "jobs"}
 
         break_redis(redis_node, fault)
         clock.advance(HOUR + 1)  # every visitor is due now, while Redis is out

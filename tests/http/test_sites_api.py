@@ -117,7 +117,7 @@ async def test_health_and_readiness(client: Client) -> None:
     assert {k: body[k] for k in ("status", "redis", "unreachable", "scripts", "stale")} == {
         "status": "ready", "redis": "ok", "unreachable": [], "scripts": True, "stale": []
     }  # fmt: skip
-    assert set(body["loops"]) == {"expiry", "history", "triggers", "sweep", "quotas"}
+    assert set(body["loops"]) == {"expiry", "history", "triggers", "sweep", "quotas", "jobs"}
 
 
 async def test_unknown_route_is_json_404(client: Client) -> None:

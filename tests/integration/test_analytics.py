@@ -20,6 +20,7 @@ from segserver.jobs.history import HistorySnapshotter
 from segserver.membership import evaluate_visitor
 from segserver.profile import codec
 from segserver.storage.analytics import AnalyticsStore
+from segserver.storage.bulk import BulkReader
 from segserver.storage.jobs import ShardReader
 from segserver.wiring import Services
 from tests.conftest import Clock
@@ -37,7 +38,12 @@ SEGMENTS = {
 
 def analytics_of(services: Services) -> SegmentAnalytics:
     store = AnalyticsStore(services.clients.raw, services.scripts, services.keys)
-    return SegmentAnalytics(store, ShardReader(services.clients.raw, services.keys), 0)
+    return SegmentAnalytics(
+        store,
+        ShardReader(services.clients.raw, services.keys),
+        0,
+        BulkReader(services.clients.raw, services.keys),
+    )
 
 
 @pytest_asyncio.fixture
