@@ -80,7 +80,11 @@ async def _loops_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     """Bulk jobs left by a dead process (lease expired) or stopped by a shutdown are
-    claimed and resumed here, at start and then every third of a lease."""
+    claimed and resumed here, at start and then every `jobs_poll_seconds`."""
+    poll = app[SETTINGS].jobs_poll_seconds
+    if poll <= 0:
+        yield
+        return
     services, loops = app[SERVICES], app[ops.LOOPS]
     recomputer = services.recomputer
 
@@ -88,7 +92,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         await recomputer.resume_orphans(await services.runtime.sites.list_ids())
         return False
 
-    loops.start("jobs", resume, pause=recomputer.lease_seconds / 3)
+    loops.start("jobs", resume, pause=poll)
     yield
     await loops.stop("jobs")
 

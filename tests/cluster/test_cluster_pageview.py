@@ -31,7 +31,8 @@ async def app_client(cluster_url: str, data_dir: Path) -> AsyncIterator[Client]:
     settings = load_settings(
         redis_url=cluster_url, key_prefix=f"c{uuid.uuid4().hex[:10]}", data_dir=str(data_dir),
         admin_token=ADMIN_TOKEN, redis_budget_ms=5000, expiry_interval_seconds=0,
-        history_interval_seconds=0, trigger_poll_seconds=0, catalogue_cache_seconds=3600,
+        history_interval_seconds=0, trigger_poll_seconds=0, jobs_poll_seconds=0,
+        catalogue_cache_seconds=3600,
     )  # fmt: skip
     async with TestClient(TestServer(create_app(settings, clock=Clock()))) as client:
         yield client

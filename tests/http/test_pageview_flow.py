@@ -27,7 +27,7 @@ async def quiet(settings: Settings, clock: Clock) -> AsyncIterator[Client]:
     trip it makes is one a request made."""
     calm = settings.model_copy(update={
         "expiry_interval_seconds": 0, "history_interval_seconds": 0, "trigger_poll_seconds": 0,
-        "catalogue_cache_seconds": 3600,
+        "jobs_poll_seconds": 0, "catalogue_cache_seconds": 3600,
     })  # fmt: skip
     async with TestClient(TestServer(create_app(calm, clock=clock))) as client:
         yield client
