@@ -19,6 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from segserver.config import load_settings
 from segserver.http import create_app
+from segserver.http.keys import SERVICES
 from tests.conftest import ADMIN_TOKEN, Clock, admin_headers
 
 pytestmark = pytest.mark.cluster
@@ -32,6 +33,7 @@ async def app_client(cluster_url: str, data_dir: Path) -> AsyncIterator[Client]:
         redis_url=cluster_url, key_prefix=f"c{uuid.uuid4().hex[:10]}", data_dir=str(data_dir),
         admin_token=ADMIN_TOKEN, redis_budget_ms=5000, expiry_interval_seconds=0,
         history_interval_seconds=0, trigger_poll_seconds=0, jobs_poll_seconds=0,
+        quota_sync_seconds=0, expired_sweep_per_second=0,
         catalogue_cache_seconds=3600,
     )  # fmt: skip
     async with TestClient(TestServer(create_app(settings, clock=Clock()))) as client:
@@ -70,6 +72,7 @@ async def test_page_views_on_a_cluster(app_client: Client, cluster_url: str) -> 
         assert answer["degraded"] is False
         return answer
 
+    await client.app[SERVICES].recomputer.wait()  # the new segment's job makes round trips too
     await view("warm")  # the catalogue is cached from here on
     trips = await metric(client, "segserver_redis_round_trips_total")
     answers = await asyncio.gather(*(view(f"v{i}") for i in range(60)))

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from segserver.config import Settings
 from segserver.http import create_app
+from segserver.http.keys import SERVICES
 from segserver.profile.identity import shard_of
 from tests.conftest import Clock, admin_headers
 
@@ -28,6 +29,7 @@ async def quiet(settings: Settings, clock: Clock) -> AsyncIterator[Client]:
     calm = settings.model_copy(update={
         "expiry_interval_seconds": 0, "history_interval_seconds": 0, "trigger_poll_seconds": 0,
         "jobs_poll_seconds": 0, "catalogue_cache_seconds": 3600,
+        "quota_sync_seconds": 0, "expired_sweep_per_second": 0,
     })  # fmt: skip
     async with TestClient(TestServer(create_app(calm, clock=clock))) as client:
         yield client
@@ -58,6 +60,7 @@ async def setup_site(client: Client) -> tuple[dict[str, str], dict[str, str]]:
                        "caps": [{"per": "day", "max": 100}]}),
     ):  # fmt: skip
         assert (await client.post(f"{BASE}/{path}", headers=admin, json=body)).status == 201
+    await client.app[SERVICES].recomputer.wait()  # the new segments' jobs make round trips too
     site = await made.json()
     return {"X-Segserver-Key": site["site_key"]}, {"Authorization": f"Bearer {site['server_key']}"}
 
