@@ -63,6 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
             return _run_workers(args, settings, url)
         app = create_app(settings, redis_url=url)
         app.on_startup.append(_freeze_heap)  # after every start-up context
+        app.on_shutdown.append(_abandon_compiles)
         web.run_app(
             app,
             loop=new_event_loop(settings),
@@ -136,6 +137,15 @@ async def _freeze_heap(_: object) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+
+
+async def _abandon_compiles(_: object) -> None:
+    """SIGTERM: a compile of generated code under way in the worker process is killed,
+    not waited for (it takes seconds to minutes on a busy machine; the server had
+    outlived its stop signal by more than 20 s)."""
+    from segserver.engine import generated
+
+    generated.REGISTRY.abandon()
 
 
 def _warm(settings: Settings) -> None:

@@ -150,6 +150,7 @@ class Registry:
         self._entries: dict[str, _Entry] = {}
         self._pool: ProcessPoolExecutor | None = None
         self._pending = 0  # jobs submitted to the worker and not finished
+        self._abandoned = False  # abandon() killed the worker: the process is stopping
         #: Content hashes the worker compiled (not found in the cache), and loaded here.
         self.compiled: list[str] = []
         self.loaded: list[str] = []
@@ -212,7 +213,11 @@ class Registry:
             run = load(digest)
             entry.load_seconds = time.perf_counter() - started
         except Exception as exc:  # a failed compile must not break bulk work: interpret
-            log.warning("generated kernel %s failed: %r; the interpreter serves", digest, exc)
+            if self._abandoned:
+                log.info("generated kernel %s: compile abandoned (stopping)", digest)
+            else:
+                log.warning("generated kernel %s failed: %r; the interpreter serves", digest,
+                            exc)  # fmt: skip
             run = None
         if run is None:
             entry.future.set_result(False)
@@ -226,6 +231,21 @@ class Registry:
                 max_workers=1, mp_context=multiprocessing.get_context("spawn")
             )
         return self._pool
+
+    def abandon(self) -> None:
+        """Stop the worker at once, killing a compile under way (a stopping server must
+        not wait up to minutes for it; the next process compiles it again). Its
+        requests resolve False: the interpreter serves whatever still runs."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._abandoned = True
+        if pool is None:
+            return
+        # ProcessPoolExecutor has no public way to stop a running task: terminate its
+        # worker (the disk cache is written by temporary file and rename, never torn)
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
         """Stop the worker (waiting for a compile under way; queued ones are cancelled)."""

@@ -125,6 +125,21 @@ def test_a_program_is_compiled_once_per_content_hash() -> None:
         _forget(digest)
 
 
+def test_abandon_kills_a_compile_under_way_and_the_interpreter_serves() -> None:
+    """A stopping server does not wait for a compile (seconds to minutes): abandon()
+    ends the worker at once and the request resolves False."""
+    program = _unique_program()
+    registry = generated.Registry()
+    try:
+        future = registry.request(program)
+        assert not future.done()  # compiling in the worker (seconds)
+        registry.abandon()
+        assert future.result(30) is False  # long before a compile could have ended
+        assert registry.kernel(program) is None and registry.compiled == []
+    finally:
+        _forget(generated.digest_of(program))
+
+
 def test_evaluate_batch_uses_generated_code_once_loaded_and_never_compiles() -> None:
     program = _unique_program(1)
     block = np.ascontiguousarray(
