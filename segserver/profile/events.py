@@ -333,6 +333,8 @@ def validate_event(
                 )
             elif pspec.get("required"):
                 raise ValidationError(f"{path}.properties.{name}: is required")
+            elif pspec.get("default") is not None:  # e.g. a cart line's quantity: 1
+                checked[name] = pspec["default"]
         for name, value in props.items():
             if name not in spec.properties:
                 _check_any(value, f"{path}.properties.{name}", limits)

@@ -79,6 +79,18 @@ def test_cart_value_is_price_times_quantity() -> None:
     assert value[0].a == 37.5
 
 
+@pytest.mark.parametrize("etype", ["add_to_cart", "remove_from_cart"])
+def test_a_cart_line_without_quantity_is_one_item_at_its_price(etype: str) -> None:
+    raw = {"visitor_id": "v", "type": etype, "properties": {"product_id": "p", "price": 30}}
+    ev = validate_event(raw, "e", CATALOG, LIMITS, NOW)
+    assert ev.properties["quantity"] == 1
+    ops = unpack_ops(plan_ops(ev, CATALOG, LIMITS).pack(lambda a, v: 0))
+    layout = CATALOG.schema.layout
+    value = [o for o in ops if o.offset == layout["cart_value"].offset]
+    items = [o for o in ops if o.offset == layout["cart_items"].offset]
+    assert (value[0].a, items[0].a) == (30, 1)
+
+
 def test_custom_event_counts_and_stamps() -> None:
     ev = validate_event({"visitor_id": "v", "type": "quiz_done"}, "e", CATALOG, LIMITS, NOW)
     ops = unpack_ops(plan_ops(ev, CATALOG, LIMITS).pack(lambda a, v: 0))
