@@ -35,6 +35,7 @@ from segserver.storage.dictionary import DictionaryStore
 
 log = logging.getLogger("segserver.catalogue")
 RETRY_SECONDS = 1.0  # a failed background refresh is tried again after this long
+_LOAD_TRIES = 3  # reads of a catalogue edited while it is read, before giving up caching
 
 
 @dataclass
@@ -147,9 +148,23 @@ class Runtime:
         self.clock = clock
         self.contexts: dict[str, SiteContext] = {}
         self.refreshing: dict[str, asyncio.Task[Any]] = {}
+        self._generations: dict[str, int] = {}  # per site: how often forget() dropped it
         self._log = Throttled(log)
 
     async def _load(self, site_id: str) -> SiteContext:
+        """Read the site's catalogue and cache it, unless this process changed the site
+        (`forget`) while it was being read: a load that began before an edit must not
+        cache what it read then (the edit's own reads would see the old catalogue until
+        the TTL). It reads again then, a few times at most."""
+        for _ in range(_LOAD_TRIES):
+            generation = self._generations.get(site_id, 0)
+            ctx = await self._read(site_id)
+            if self._generations.get(site_id, 0) == generation:
+                self.contexts[site_id] = ctx
+                return ctx
+        return ctx  # edited during every read: serve the newest, cache nothing
+
+    async def _read(self, site_id: str) -> SiteContext:
         site = await self.sites.get(site_id)
         old = self.contexts.get(site_id)
         if old is not None and old.site.schema == site.schema:
@@ -168,7 +183,6 @@ class Runtime:
             ctx.compile()
             for name, service in self.items.items():
                 setattr(ctx, f"{name}s", {i["id"]: i for i in await service.all(site.id)})
-        self.contexts[site_id] = ctx
         return ctx
 
     async def get(self, site_id: str) -> SiteContext:
@@ -245,8 +259,10 @@ class Runtime:
         await self.dictionary.refresh(ctx.site.id, ctx.data.vocab, _string_attrs(ctx.site))
 
     def forget(self, site_id: str) -> None:
-        """Drop a cached site (after this process changed it)."""
+        """Drop a cached site (after this process changed it); a load under way then
+        does not cache what it read before the change."""
         self.contexts.pop(site_id, None)
+        self._generations[site_id] = self._generations.get(site_id, 0) + 1
 
 
 def _same(a: str, b: str) -> bool:
