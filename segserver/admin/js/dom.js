@@ -79,15 +79,21 @@ export const pct = (x, digits = 1) => (x === null || x === undefined ? "—" : `
 /** Epoch seconds → "2026-11-22 12:00 UTC". */
 export const when = (t) => (t ? new Date(t * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC" : "—");
 
-/** Announce a short message to screen readers and show it in the status line. */
-let announcing;
+const KEPT_MESSAGES = 3;
+/** Say `message` in the status region (a screen reader reads each new line). The last
+ * few messages stay, so one arriving from a background task does not wipe the answer
+ * to what the user just did; `announce("")` clears the region (a new screen). */
 export function announce(message) {
   const el = document.getElementById("status");
-  el.textContent = "";
-  // a fresh text node after a tick so that repeated messages are announced again;
-  // the latest call wins (an earlier message still pending is dropped)
-  clearTimeout(announcing);
-  announcing = setTimeout(() => (el.textContent = message), 20);
+  if (!message) {
+    el.replaceChildren();
+    return;
+  }
+  // a new element after a tick, so that a repeated message is announced again
+  setTimeout(() => {
+    el.append(h("p", {}, message));
+    while (el.childElementCount > KEPT_MESSAGES) el.firstElementChild.remove();
+  }, 20);
 }
 
 /** Show an error (an ApiError or any Error) in the page's alert region. */
