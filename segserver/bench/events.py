@@ -36,6 +36,7 @@ from segserver.config import load_settings
 from segserver.profile.events import EventCatalog, Limits, plan_ops, validate_event
 from segserver.profile.schema import Schema
 from segserver.storage.client import Client, create_clients
+from segserver.storage.stats import CommandStats
 from segserver.wiring import build_services
 
 TOKEN = "bench-admin-token-0123456789abcdefghij"
@@ -150,8 +151,6 @@ def _wrk_events(base: str, url: str, seconds: float, visitors: int, connections:
                 ) -> tuple[float, int, float, float, str]:  # fmt: skip
     """(events/s, HTTP errors, EVALSHA calls per event, EVALSHA µs per event, what else
     was measured) with wrk."""
-    import redis as redis_client  # the bench reads Redis' own statistics
-
     key = _site_key(base, visitors)
     props = json.dumps(PAGE_VIEW).replace("'", "\\'")
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,10 +165,10 @@ def _wrk_events(base: str, url: str, seconds: float, visitors: int, connections:
             f'(n % {visitors}) .. \'","type":"page_view","event_id":"e\' .. n .. '
             f'\'","properties":{props}}}]\')\nend\n'
         )
-        stats = redis_client.Redis(unix_socket_path=url.removeprefix("unix://"))
-        stats.config_resetstat()
+        stats = CommandStats(url)
+        stats.reset()
         run = run_wrk(base, script, max(1, round(seconds)), connections, 1, stats)
-        calls = int(stats.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+        calls = stats.scripts()[0]
         stats.close()
     n = max(run.requests, 1)
     note = (f"wrk on core 1, server on core 0; server CPU {run.cpu_us:.0f} µs/request, "

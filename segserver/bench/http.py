@@ -42,6 +42,7 @@ from typing import Any
 import aiohttp
 
 from segserver.bench.common import private_redis, row, server_process
+from segserver.storage.stats import CommandStats
 
 TOKEN = "bench-admin-token-0123456789abcdefghij"
 _EXTRA_SEGMENTS = [
@@ -172,17 +173,12 @@ def _pids(base: str, workers: int) -> list[int]:
     return sorted(seen)
 
 
-def _redis_script_usec(redis: Any) -> float:
-    stats = redis.info("commandstats")
-    return float(sum(stats.get(k, {}).get("usec", 0) for k in ("cmdstat_evalsha", "cmdstat_eval")))
-
-
-def run_wrk(base: str, script: Path, seconds: int, connections: int, workers: int, redis: Any
-         ) -> Run:  # fmt: skip
+def run_wrk(base: str, script: Path, seconds: int, connections: int, workers: int,
+            redis: CommandStats) -> Run:  # fmt: skip
     pids = _pids(base, workers)
     cpu0 = _cpu_seconds(pids)
     trips0 = _metric(base, "segserver_redis_round_trips_total", workers)
-    redis0 = _redis_script_usec(redis)
+    redis0 = redis.scripts()[1]
     out = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s",
          str(script), base],
@@ -190,7 +186,7 @@ def run_wrk(base: str, script: Path, seconds: int, connections: int, workers: in
     ).stdout  # fmt: skip
     cpu1 = _cpu_seconds(pids)
     trips1 = _metric(base, "segserver_redis_round_trips_total", workers)
-    redis1 = _redis_script_usec(redis)
+    redis1 = redis.scripts()[1]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -294,8 +290,6 @@ def main(argv: list[str]) -> int:
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         print("segserver bench http needs wrk and taskset (Debian: apt-get install wrk)")
         return 2
-    import redis as redis_client  # the bench reads Redis' own statistics
-
     workers_list = [int(w) for w in args.workers.split(",")]
     results: dict[int, dict[str, Run]] = {}
     latency: dict[bool, tuple[float, int, list[float]]] = {}
@@ -303,7 +297,7 @@ def main(argv: list[str]) -> int:
         assert redis_server.process is not None
         subprocess.run(["taskset", "-p", "-c", "1", str(redis_server.process.pid)],
                        check=True, capture_output=True)  # fmt: skip
-        stats = redis_client.Redis(unix_socket_path=redis_server.url.removeprefix("unix://"))
+        stats = CommandStats(redis_server.url)
         env = {"SEGSERVER_BENCH_CEILING_ROUTE": "true", "SEGSERVER_EXPIRY_INTERVAL_SECONDS": "0",
                "SEGSERVER_REDIS_BUDGET_MS": "1000", "SEGSERVER_DATA_DIR": tmp}  # fmt: skip
         key = ""
