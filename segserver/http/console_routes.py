@@ -16,7 +16,7 @@ from segserver.errors import ValidationError
 from segserver.flows.console import MAX_POINTS
 from segserver.flows.pageview import MAX_PLACEMENTS
 from segserver.http.keys import SERVICES
-from segserver.http.request import body_of, json_response, now
+from segserver.http.request import body_of, json_response, now, query_number
 from segserver.jobs.history import DAY
 
 ADMIN_DIR = Path(__file__).resolve().parent.parent / "admin"
@@ -28,19 +28,6 @@ _CACHE = {"Cache-Control": "no-cache"}
 #: The API (documented in /openapi.json, segserver/http/operations.py) and the page.
 routes = web.RouteTableDef()
 page_routes = web.RouteTableDef()
-
-
-def _number(request: web.Request, name: str, default: float, lo: float, hi: float) -> float:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not lo <= value <= hi:
-        raise ValidationError(f"{name}: must be a number from {lo:g} to {hi:g}")
-    return value
 
 
 # -- the page ---------------------------------------------------------------------------
@@ -81,8 +68,8 @@ async def sizes(request: web.Request) -> web.Response:
     """`?since=` (epoch seconds, default 30 days ago) `&points=` (default 30): every
     counted segment's size now and its size history thinned to `points`."""
     at = now(request)
-    since = _number(request, "since", at - 30 * DAY, 0, at)
-    points = int(_number(request, "points", 30, 2, MAX_POINTS))
+    since = query_number(request, "since", at - 30 * DAY, 0, at)
+    points = int(query_number(request, "points", 30, 2, MAX_POINTS))
     console = request.app[SERVICES].console
     return json_response(await console.sizes(request.match_info["site"], since, at, points))
 

@@ -105,6 +105,23 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json")
 
 
+def query_number(request: web.Request, name: str, default: float, lo: float, hi: float, *,
+                 whole: bool = False) -> float:  # fmt: skip
+    """A numeric query parameter within [lo, hi] (a whole number when `whole`), or
+    `default` when absent; 400 naming the parameter otherwise."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = float("nan")
+    if not lo <= value <= hi:
+        kind = "a whole number" if whole else "a number"
+        raise ValidationError(f"{name}: must be {kind} from {lo:g} to {hi:g}")
+    return value
+
+
 def now(request: web.Request) -> float:
     return float(request.app[CLOCK]())
 

@@ -10,25 +10,12 @@ from segserver.catalogue.segments import STATUSES, TYPES, list_segments
 from segserver.dsl.text import from_text
 from segserver.errors import RuleError, ValidationError
 from segserver.http.keys import SERVICES
-from segserver.http.request import body_of, json_response, now
+from segserver.http.request import body_of, json_response, now, query_number
 
 routes = web.RouteTableDef()
 BASE = "/v1/admin/sites/{site}/segments"
 # {segment} never matches the words of the segment-wide operations (POST .../preview)
 ONE = BASE + "/{segment:(?!(?:preview|query|overlap)$)[^{}/]+}"
-
-
-def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(f"{name}: must be a whole number") from None
-    if not lo <= value <= hi:
-        raise ValidationError(f"{name}: must be between {lo} and {hi}")
-    return value
 
 
 def _text_form(body: dict[str, object]) -> dict[str, object]:
@@ -58,7 +45,8 @@ async def list_(request: web.Request) -> web.Response:
     for name, allowed in (("status", STATUSES), ("type", TYPES)):
         if name in q and q[name] not in allowed:
             raise ValidationError(f"{name}: must be one of {', '.join(allowed)}")
-    page, per_page = _int(request, "page", 1, 1, 100_000), _int(request, "per_page", 50, 1, 500)
+    page = int(query_number(request, "page", 1, 1, 100_000, whole=True))
+    per_page = int(query_number(request, "per_page", 50, 1, 500, whole=True))
     found, total = list_segments(
         await services.segments.all(ctx.site.id), q=q.get("q"), status=q.get("status"),
         type_=q.get("type"), tag=q.get("tag"), sort=q.get("sort", "id"), page=page,

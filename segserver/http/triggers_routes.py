@@ -14,7 +14,7 @@ from segserver.api import validate
 from segserver.errors import ValidationError
 from segserver.http.keys import SERVICES
 from segserver.http.ops import LOOPS
-from segserver.http.request import body_of, json_response, now, parse_json
+from segserver.http.request import body_of, json_response, now, parse_json, query_number
 
 #: Set to False before start-up to keep the runner from looping in the background
 #: (tests then step it with `app[SERVICES].trigger_runner.run_once(now)`).
@@ -75,7 +75,7 @@ async def list_triggers(request: web.Request) -> web.Response:
 async def list_dead_letters(request: web.Request) -> web.Response:
     """`?subscription=&limit=` (default 100) → the newest dead letters and `total`."""
     site = await _site(request)
-    limit = _int_param(request, "limit", 100, 1, 10_000)
+    limit = int(query_number(request, "limit", 100, 1, 10_000, whole=True))
     total, items = await request.app[SERVICES].dead_letters.read(
         site, request.query.get("subscription"), limit
     )
@@ -128,16 +128,3 @@ async def delete_trigger(request: web.Request) -> web.Response:
     site = await _site(request)
     await request.app[SERVICES].triggers.delete(site, request.match_info["id"])
     return web.Response(status=204)
-
-
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise ValidationError(f"{name}: must be an integer from {low} to {high}")
-    return value
