@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -13,25 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_ports(n: int) -> list[int]:
-    """Ports whose cluster bus port (+10000) is free too; a node's port must be <= 55535."""
-    rng = random.Random()
-    ports: list[int] = []
-    while len(ports) < n:
-        port = rng.randrange(20000, 45000)
-        if port not in ports and _is_free(port) and _is_free(port + 10000):
-            ports.append(port)
-    return ports
+from segserver.bench.procs import free_ports
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +20,7 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cli = shutil.which("redis-cli")
     assert binary and cli, "redis-server and redis-cli are installed by scripts/setup"
     base: Path = tmp_path_factory.mktemp("cluster")
-    ports = _free_ports(3)
+    ports = free_ports(3, bus=True)
     procs = []
     for port in ports:
         d = base / str(port)
