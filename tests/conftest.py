@@ -141,3 +141,24 @@ async def site(client: TestClient[Any, Any]) -> dict[str, Any]:
     assert resp.status == 201, await resp.text()
     data: dict[str, Any] = await resp.json()
     return data
+
+
+class TornWriter:
+    """A redis-py connection's stream writer whose transport was torn down while the
+    connection still looked connected (a concurrent disconnect, a peer reset): the
+    write raises what redis-py 8.1 raises then; anything else reaches the real writer."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def writelines(self, data: Any) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.writer, name)
+
+
+def tear_down(connection: Any) -> None:
+    """Make `connection`'s next write fail as a torn-down transport's does."""
+    assert connection.is_connected
+    connection._writer = TornWriter(connection._writer)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import RedisSSLContext, SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from segserver.config import Settings
 from segserver.errors import ConfigError, StorageError
@@ -76,15 +77,31 @@ class Clients:
         await self.text.aclose()
 
 
-def _counting(cls: type[Any], tick: Tick) -> type[Any]:
-    """`cls` (a redis-py connection class) counting each send: one per round trip."""
+def _connection_class(cls: type[Any], tick: Tick | None) -> type[Any]:
+    """`cls` (a redis-py connection class) whose writes on a torn-down transport fail as
+    redis' ConnectionError, and counting each send (one per round trip) when `tick`.
 
-    class Counting(cls):  # type: ignore[misc]
+    redis-py 8.1 raises plain AttributeError / TypeError (`'NoneType' object has no
+    attribute 'writelines'`) when a connection's transport is gone under a write: reset
+    by the peer (redis-py issue #4287), or disconnected by another task while this one
+    was opening it (seen in CI: a cluster's first admin write answered 503). Neither is
+    in redis-py's retry lists; as ConnectionError the cluster client runs the command
+    again on a fresh connection. Nothing of it was sent: the write itself failed."""
+
+    class Guarded(cls):  # type: ignore[misc]
         async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-            tick()
-            await super().send_packed_command(command, check_health)
+            if tick is not None:
+                tick()
+            try:
+                await super().send_packed_command(command, check_health)
+            except (AttributeError, TypeError) as exc:
+                if "'NoneType'" not in str(exc):  # not a torn-down transport: a bug, shown
+                    raise
+                with contextlib.suppress(Exception):  # closing a torn-down transport raises too
+                    await self.disconnect(nowait=True)
+                raise RedisConnectionError(f"connection closed under a write ({exc})") from exc
 
-    return Counting
+    return Guarded
 
 
 def _single(url: str, decode: bool, settings: Settings, tick: Tick | None) -> aioredis.Redis:
@@ -98,8 +115,7 @@ def _single(url: str, decode: bool, settings: Settings, tick: Tick | None) -> ai
         socket_connect_timeout=timeout,
         health_check_interval=30,
     )
-    if tick is not None:
-        pool.connection_class = _counting(pool.connection_class, tick)
+    pool.connection_class = _connection_class(pool.connection_class, tick)
     return aioredis.Redis.from_pool(pool)
 
 
@@ -131,9 +147,8 @@ def _cluster(url: str, decode: bool, settings: Settings, tick: Tick | None) -> R
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
     )
-    if tick is not None:
-        kwargs = client.nodes_manager.connection_kwargs
-        kwargs["connection_class"] = _counting(kwargs.get("connection_class"), tick)
+    kwargs = client.nodes_manager.connection_kwargs
+    kwargs["connection_class"] = _connection_class(kwargs["connection_class"], tick)
     return client
 
 
@@ -170,9 +185,9 @@ def _multiplexer(raw: Client, cluster: bool, settings: Settings, tick: Tick | No
                 raise StorageError(f"no Redis Cluster node for this key: {exc}") from exc
             return (node.host, int(node.port))
 
+        tls = issubclass(kw["connection_class"], SSLConnection)
         options = NodeOptions(kw.get("username"), kw.get("password"), 0,
-                              _ssl(kw) if kw.get("connection_class") is SSLConnection else None,
-                              timeout)  # fmt: skip
+                              _ssl(kw) if tls else None, timeout)  # fmt: skip
         return Multiplexer(route, options, refresh=manager.initialize, on_send=tick)
     pool = raw.connection_pool
     kw = pool.connection_kwargs

@@ -6,7 +6,9 @@ above `storage/` ever sees a foreign exception (and the HTTP layer never answers
 for an outage). Besides `RedisError` and `OSError`, redis-py has been seen raising
 plain `AttributeError` (`'NoneType' object has no attribute 'writelines'`) and
 `IndexError` while a cluster node fails over; those are wrapped too, and logged with
-their traceback once per distinct message so that a real bug stays visible.
+their traceback once per distinct message so that a real bug stays visible. (The
+writes of segserver's connections turn the torn-down-transport case into redis'
+ConnectionError, which redis-py's cluster client retries: storage/client.py.)
 """
 
 from __future__ import annotations
