@@ -38,11 +38,9 @@ from segserver.jobs.triggers import (
     TriggerOptions,
     TriggerRunner,
 )
-from segserver.keyfile import stored_secret
 from segserver.metrics import Metrics
 from segserver.profile.events import Limits
 from segserver.profile.ingest import Ingestor
-from segserver.quotas import Buckets, Quotas
 from segserver.recommend import Recommender
 from segserver.results import Results
 from segserver.storage.analytics import AnalyticsStore
@@ -63,6 +61,8 @@ from segserver.storage.recommendations import RecommendationStore
 from segserver.storage.results import ResultStore
 from segserver.storage.scripts import Scripts
 from segserver.storage.tokens import TokenStore
+from segserver.trust.keyfile import stored_secret
+from segserver.trust.quotas import Buckets, Quotas
 
 DAY = 86400
 

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from segserver.auth import site_of_server_key
 from segserver.catalogue.campaigns import ItemService, goal_index
 from segserver.catalogue.segments import Segment, SegmentService
 from segserver.catalogue.sites import Site, SiteService, site_id_of_key
@@ -32,6 +31,7 @@ from segserver.profile.ingest import SiteData
 from segserver.profile.schema import Kind
 from segserver.storage.catalogue import CatalogueStore
 from segserver.storage.dictionary import DictionaryStore
+from segserver.trust.auth import site_of_server_key
 
 log = logging.getLogger("segserver.catalogue")
 RETRY_SECONDS = 1.0  # a failed background refresh is tried again after this long

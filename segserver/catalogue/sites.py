@@ -3,7 +3,7 @@ profile schema, options.
 
 A site key is `sk_<site id>_<32 hex>`: the public API finds the site from the key
 without an index key, then compares the whole key in constant time. The server key
-(`srv_<site id>_<64 hex>`, segserver.auth) is shown once, when made, and stored as its
+(`srv_<site id>_<64 hex>`, segserver.trust.auth) is shown once, when made, and stored as its
 SHA-256.
 
 Options the server reads (others are kept as given): `policy` (decisions, see
@@ -23,12 +23,12 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from segserver import auth
 from segserver.catalogue.campaigns import check_policy
 from segserver.errors import ConflictError, NotFoundError, ValidationError
 from segserver.profile.identity import check_site_id
 from segserver.profile.schema import Schema
 from segserver.storage.models import Records
+from segserver.trust import auth
 
 _KEY_RE = re.compile(r"^sk_([a-z0-9][a-z0-9-]{0,62})_[0-9a-f]{32}$")
 _NAME_MAX = 200

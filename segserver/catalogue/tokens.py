@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from segserver import auth
-from segserver.auth import Principal, Role
 from segserver.errors import NotFoundError, ValidationError
 from segserver.storage.tokens import TokenStore
+from segserver.trust import auth
+from segserver.trust.auth import Principal, Role
 
 NAME_MAX = 200
 TOKENS_MAX = 100  # per site

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from segserver import netpolicy
 from segserver.errors import ConflictError, NotFoundError, ValidationError
 from segserver.storage.changes import ChangeStore
 from segserver.storage.models import Records
+from segserver.trust import netpolicy
 
 CHANGES = ("entered", "exited", "both")
 _SEGMENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

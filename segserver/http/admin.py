@@ -7,9 +7,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from segserver.api import sites as m
-from segserver.auth import Role
 from segserver.http.keys import PRINCIPAL, SERVICES
 from segserver.http.request import body_of, json_response, now
+from segserver.trust.auth import Role
 
 routes = web.RouteTableDef()
 

@@ -20,7 +20,6 @@ from aiohttp import web
 
 from segserver.api import analytics as m
 from segserver.api import validate
-from segserver.auth import Role
 from segserver.catalogue.analytics import SegmentAnalytics, compile_expression, usable
 from segserver.catalogue.runtime import SiteContext
 from segserver.errors import ConflictError, ValidationError
@@ -30,6 +29,7 @@ from segserver.http.ops import LOOPS
 from segserver.http.request import body_of, json_body, json_response, now
 from segserver.jobs.history import DAY
 from segserver.profile.identity import check_visitor_id
+from segserver.trust.auth import Role
 from segserver.wiring import Services
 
 log = logging.getLogger("segserver.http")

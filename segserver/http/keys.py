@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from segserver.auth import Principal
 from segserver.config import Settings
+from segserver.trust.auth import Principal
 from segserver.wiring import Services
 
 SETTINGS = web.AppKey("settings", Settings)

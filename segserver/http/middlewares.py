@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from segserver import auth, errors
-from segserver.auth import Principal, Role
+from segserver import errors
 from segserver.http.keys import CORS_ORIGIN, PRINCIPAL, SERVICES, SETTINGS
 from segserver.http.operations import BY_ROUTE
 from segserver.logs import Throttled
+from segserver.trust import auth
+from segserver.trust.auth import Principal, Role
 
 log = logging.getLogger("segserver.http")
 _throttled = Throttled(log)

@@ -16,11 +16,11 @@ from pydantic.json_schema import models_json_schema
 from segserver import __version__
 from segserver.api.public import EventIn
 from segserver.api.types import ErrorBody
-from segserver.auth import Role
 from segserver.http.operations import OPEN, OPS, PUBLIC, SERVER, Op
 from segserver.http.request import MAX_DEPTH
 from segserver.profile.events import builtin_event_types
 from segserver.profile.identity import SITE_ID_RE, VISITOR_ID_RE
+from segserver.trust.auth import Role
 
 routes = web.RouteTableDef()
 REF = "#/components/schemas/{model}"

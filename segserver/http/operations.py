@@ -15,7 +15,7 @@ from segserver.api import catalogue as cat
 from segserver.api import console as co
 from segserver.api import public as pub
 from segserver.api import sites as st
-from segserver.auth import Role
+from segserver.trust.auth import Role
 
 PUBLIC = "public"  # site key (or the server key)
 SERVER = "server"  # the site's server key only

@@ -11,7 +11,7 @@ from segserver.flows.pageview import PageViewRequest
 from segserver.http.keys import SERVICES
 from segserver.http.middlewares import is_root
 from segserver.http.request import is_trusted, json_body, json_response, now, site_of
-from segserver.quotas import retry_after
+from segserver.trust.quotas import retry_after
 
 routes = web.RouteTableDef()
 RATE_LIMITED = "rate_limited"  # an event's status in an over-quota page view

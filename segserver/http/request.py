@@ -8,11 +8,11 @@ import orjson
 import pydantic
 from aiohttp import web
 
-from segserver import auth
 from segserver.api import validate
 from segserver.catalogue.runtime import SiteContext
 from segserver.errors import AuthError, ForbiddenError, ValidationError
 from segserver.http.keys import CLOCK, CORS_ORIGIN, SERVICES, TRUSTED
+from segserver.trust import auth
 
 #: Deepest nesting of arrays and objects a body may have (docs/security.md): room for
 #: a rule at its own bound (24 groups, segserver.dsl.validate.MAX_DEPTH: ~50 levels).

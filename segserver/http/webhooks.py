@@ -1,6 +1,6 @@
 """The HTTP client of trigger delivery: pooled aiohttp sessions, `post_json` as the
 `segserver.jobs.triggers.Sender`. It connects to public addresses only, unless the
-site allow-lists a network (segserver.netpolicy): every name is resolved and each
+site allow-lists a network (segserver.trust.netpolicy): every name is resolved and each
 address checked at connect time (a resolver that drops internal addresses), IP
 literals before the request. One session per allow-list, so a pooled connection made
 under one site's allow-list never serves another site."""
@@ -17,8 +17,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from segserver import __version__, netpolicy
+from segserver import __version__
 from segserver.jobs.triggers import SendError
+from segserver.trust import netpolicy
 
 USER_AGENT = f"segserver-triggers/{__version__}"
 log = logging.getLogger("segserver.triggers")

@@ -1,4 +1,4 @@
-"""The background half of the site-wide quotas (segserver.quotas): every
+"""The background half of the site-wide quotas (segserver.trust.quotas): every
 `quota_sync_seconds`, add this process' event counts to Redis and read each active
 site's new-visitor growth; mark a site over a quota as blocked until its window
 frees up. One batch per site and interval: never a round trip per request."""
@@ -9,10 +9,10 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from segserver.quotas import Quotas
 from segserver.storage.quotas import SiteQuotaStore
+from segserver.trust.quotas import Quotas
 
-log = logging.getLogger("segserver.quotas")
+log = logging.getLogger("segserver.trust.quotas")
 MINUTE = 60.0
 
 

@@ -1,4 +1,4 @@
-"""Site-wide quotas in Redis (segserver.quotas explains the two kinds): events per
+"""Site-wide quotas in Redis (segserver.trust.quotas explains the two kinds): events per
 site in a sliding minute, counted by the `limits` library's Redis storage (its
 sliding-window counter: two counters per site, where its moving window would keep a
 list entry per event), and new visitors as the growth of the shards' ordinal counters

@@ -10,7 +10,7 @@ import pytest
 
 from segserver.http.webhooks import GuardedResolver, WebhookClient
 from segserver.jobs.triggers import SendError, sign
-from segserver.netpolicy import networks
+from segserver.trust.netpolicy import networks
 from tests.conftest import admin_headers
 from tests.security.helpers import Client, admin_post, site_key
 

@@ -8,7 +8,7 @@ import redis
 
 from segserver.config import Settings
 from segserver.http.keys import SERVICES
-from segserver.quotas import Buckets
+from segserver.trust.quotas import Buckets
 from tests.conftest import Clock, admin_headers
 from tests.security.helpers import app_with, make_site, server_key, site_key
 
