@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     expiry_lease_seconds: float = Field(30, ge=1, le=3600)
     recompute_chunk: int = Field(10_000, ge=10, le=100_000)
     recompute_lease_seconds: float = Field(15, ge=1, le=3600)
+    recompute_retry_seconds: float = Field(30, ge=0.1, le=86_400)
     jobs_poll_seconds: float = Field(5, ge=0, le=3600)
     loop_stale_seconds: float = Field(30, gt=0, le=86400)
     loop_backoff_max_seconds: float = Field(5, ge=0.1, le=3600)

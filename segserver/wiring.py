@@ -190,6 +190,7 @@ def build_services(
         jobs,
         s.recompute_chunk,
         s.recompute_lease_seconds,
+        s.recompute_retry_seconds,
     )
     triggers = TriggerService(records, changes)
     erasure = ErasureStore(clients.raw, scripts, keys, changes,

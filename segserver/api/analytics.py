@@ -77,9 +77,20 @@ class JobIn(Body):
 
 
 class JobOut(Out):
+    id: str
+    state: Literal["running", "interrupted", "done", "failed"] = Field(
+        description="interrupted: stopped by a shutdown, resumed by the next server; "
+        "failed: see `error`, tried again at `retry_at` when not null"
+    )
     done: int
     total: int
     percent: float
+    attempts: int = Field(0, description="failed runs so far")
+    retry_at: float | None = Field(
+        None,
+        description="epoch seconds; set while a job that failed on Redis waits to be "
+        "tried again from its last committed page",
+    )
 
 
 class JobList(Out):

@@ -18,7 +18,10 @@ BASE = "/v1/admin/sites/{site}/jobs"
 def job_json(raw: dict[str, str]) -> dict[str, Any]:
     total, done = int(raw.get("total", 0) or 0), int(raw.get("done", 0) or 0)
     percent = 100.0 if raw.get("state") == "done" else (100.0 * done / total if total else 0.0)
-    return {**raw, "done": done, "total": total, "percent": round(min(percent, 100.0), 1)}
+    retry_at = raw.get("retry_at") or None
+    return {**raw, "done": done, "total": total, "percent": round(min(percent, 100.0), 1),
+            "attempts": int(raw.get("attempts") or 0),
+            "retry_at": float(retry_at) if retry_at else None}  # fmt: skip
 
 
 @routes.post(BASE)

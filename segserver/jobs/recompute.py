@@ -11,7 +11,11 @@ Reading the next page overlaps evaluating and committing the current one.
 As a job (`start`), progress is durable: after each committed page the job record
 holds the shard and HSCAN cursor to resume from, and a lease its owner renews. A job
 whose owner died (lease expired) or that was stopped at a page boundary by a shutdown
-(`interrupted`) is claimed and resumed by `resume_orphans` in any server process.
+(`interrupted`) is claimed and resumed by `resume_orphans` in any server process. So is
+a job that failed on Redis (unreachable, too slow, refusing a command: StorageError,
+e.g. its shard's primary failing over while the job record's node stays up): it is
+tried again from its last committed page after `retry_seconds`, doubling, at most
+`RETRIES` times; any other failure (the site deleted, ...) is final.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from segserver import engine
 from segserver.catalogue.runtime import Runtime
 from segserver.dsl.nodes import has_time
 from segserver.engine import compile_rule
-from segserver.errors import SegserverError
+from segserver.errors import SegserverError, StorageError
 from segserver.jobs.diff import Columns, diff_page, with_dependents
 from segserver.storage.bulk import BulkReader, Page
 from segserver.storage.jobs import JobStore
@@ -41,6 +45,8 @@ Committed = Callable[[int, int, int], Awaitable[None]]
 Paged = tuple[Page, list[bytes | None]]
 #: Visitors per commit_membership call: one call blocks its Redis node while it runs.
 COMMIT_BATCH = 500
+#: Times a job that failed on Redis is tried again before its failure is final.
+RETRIES = 8
 
 
 @dataclass
@@ -63,7 +69,7 @@ class Start:
 class Recomputer:
     def __init__(self, runtime: Runtime, reader: BulkReader, membership: MembershipStore,
                  keys: Keys, jobs: JobStore, chunk: int = 10_000,
-                 lease_seconds: float = 15.0) -> None:  # fmt: skip
+                 lease_seconds: float = 15.0, retry_seconds: float = 30.0) -> None:  # fmt: skip
         self.runtime = runtime
         self.reader = reader
         self.membership = membership
@@ -71,6 +77,7 @@ class Recomputer:
         self.jobs = jobs
         self.chunk = chunk
         self.lease_seconds = lease_seconds
+        self.retry_seconds = retry_seconds
         self.owner = secrets.token_hex(6)
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -126,21 +133,27 @@ class Recomputer:
         """The pages of `order` with their shard's bitmaps of `columns` (read once per
         shard), the next page read while the current one is processed."""
 
-        async def read_all(queue: asyncio.Queue[Paged | None]) -> None:
+        async def read_all(queue: asyncio.Queue[Paged | Exception | None]) -> None:
             slots = columns.slots.tolist()
-            for shard in order:
-                cursor = start.cursor if shard == start.shard else 0
-                bitmaps = await self.reader.bitmaps(site, shard, slots)
-                async for page in self.reader.pages(site, shard, self.chunk, cursor=cursor,
-                                                    due=columns.timed):  # fmt: skip
-                    await queue.put((page, bitmaps))
+            try:
+                for shard in order:
+                    cursor = start.cursor if shard == start.shard else 0
+                    bitmaps = await self.reader.bitmaps(site, shard, slots)
+                    async for page in self.reader.pages(site, shard, self.chunk, cursor=cursor,
+                                                        due=columns.timed):  # fmt: skip
+                        await queue.put((page, bitmaps))
+            except Exception as exc:  # raised by the consumer: it would wait forever
+                await queue.put(exc)
+                return
             await queue.put(None)
 
-        queue: asyncio.Queue[Paged | None] = asyncio.Queue(maxsize=1)
+        queue: asyncio.Queue[Paged | Exception | None] = asyncio.Queue(maxsize=1)
         reader = asyncio.create_task(read_all(queue))
         try:
-            while (page := await queue.get()) is not None:
-                yield page
+            while (item := await queue.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
             await reader
         finally:
             reader.cancel()
@@ -162,7 +175,8 @@ class Recomputer:
         return job
 
     def _spawn(self, site_id: str, job: str, now: float, cause: str, total: int,
-               segments: Sequence[str] | None, start: Start) -> None:  # fmt: skip
+               segments: Sequence[str] | None, start: Start,
+               attempts: int = 0) -> None:  # fmt: skip
         async def committed(shard: int, cursor: int, done: int) -> None:
             await self.jobs.save(site_id, job, {
                 "done": done, "shard": shard if cursor else shard + 1, "cursor": cursor,
@@ -182,17 +196,31 @@ class Recomputer:
                     "committed": stats.committed,
                 })  # fmt: skip
             except SegserverError as exc:
-                log.error("recompute %s of site %s failed: %s", job, site_id, exc.message)
-                await self.jobs.save(site_id, job, {"state": "failed", "error": exc.message,
-                                                    "finished_at": time.time()})  # fmt: skip
+                await self._failed(site_id, job, exc, attempts + 1)
 
         task = asyncio.create_task(work())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    async def _failed(self, site: str, job: str, exc: SegserverError, attempts: int) -> None:
+        """Record the `attempts`-th failed run of a job: to be tried again later if it
+        failed on Redis, at most RETRIES times; final otherwise."""
+        again = isinstance(exc, StorageError) and attempts <= RETRIES
+        delay = self.retry_seconds * 2 ** (attempts - 1)
+        if again:
+            log.error("recompute %s of site %s failed (%s); tried again in %.0f s from its "
+                      "last committed page", job, site, exc.message, delay)  # fmt: skip
+        else:
+            log.error("recompute %s of site %s failed: %s", job, site, exc.message)
+        await self.jobs.save(site, job, {
+            "state": "failed", "error": exc.message, "attempts": attempts, "lease": 0,
+            "retry_at": repr(time.time() + delay) if again else "", "finished_at": time.time(),
+        })  # fmt: skip
+
     async def resume_orphans(self, sites: Sequence[str]) -> int:
         """Claim and resume every job of `sites` left running by a dead process (lease
-        expired) or interrupted by a shutdown; how many this process resumed."""
+        expired), interrupted by a shutdown, or failed on Redis with its retry due; how
+        many this process resumed."""
         resumed = 0
         for site in sites:
             for job in await self.jobs.recent(site):
@@ -206,8 +234,8 @@ class Recomputer:
                             job, site, start.shard, start.done)  # fmt: skip
                 at = float(raw.get("at") or raw.get("started_at") or time.time())
                 self._spawn(site, job, at, raw.get("cause", "recompute"),
-                            int(raw.get("total") or 0),
-                            segments.split(",") if segments else None, start)  # fmt: skip
+                            int(raw.get("total") or 0), segments.split(",") if segments else None,
+                            start, int(raw.get("attempts") or 0))  # fmt: skip
                 resumed += 1
         return resumed
 

@@ -102,3 +102,37 @@ def test_recompute_resumes_after_the_server_goes(
     stored, evaluated = asyncio.run(_sizes(redis_node.url, float(done["at"])))
     assert stored == evaluated
     assert sum(evaluated.values()) > 0
+
+
+@pytest.mark.slow
+def test_a_job_that_failed_on_redis_is_tried_again_and_finishes(
+    redis_node: RedisNode, serve: Callable[..., ServeProcess]
+) -> None:
+    """Redis refuses the job's reads midway (an ACL change, as a failing-over shard
+    would on a cluster while the job record's node stays up): the job is marked failed
+    with a retry time, tried again from its last committed page and finishes with
+    stored sizes equal to a full evaluation."""
+    asyncio.run(_seed(redis_node.url))
+    env = {"SEGSERVER_REDIS_URL": redis_node.url, **ENV, "SEGSERVER_JOBS_POLL_SECONDS": "0.2",
+           "SEGSERVER_RECOMPUTE_RETRY_SECONDS": "0.5"}  # fmt: skip
+    server = serve(env=env)
+    job = _start_job(server)
+    _midway(redis_node, job)
+    admin = redis_node.client()
+    admin.execute_command("ACL", "SETUSER", "default", "-mget")
+    try:
+        failed = wait_for(lambda: int((r := _job(redis_node, job)).get("attempts") or 0) >= 1 and r,
+                          f"job {job} failed on Redis", timeout=60)  # fmt: skip
+    finally:
+        admin.execute_command("ACL", "SETUSER", "default", "+mget")
+    assert "mget" in failed["error"].lower(), failed
+    assert int(failed["done"]) < VISITORS, failed
+    status, listed = server.admin("GET", f"/v1/admin/sites/{DEMO_SITE}/jobs/{job}")
+    assert status == 200 and listed["attempts"] >= 1, listed
+
+    done = wait_for(lambda: (r := _job(redis_node, job))["state"] == "done" and r,
+                    f"job {job} tried again and done", timeout=60)  # fmt: skip
+    assert int(done["done"]) >= VISITORS, done
+    stored, evaluated = asyncio.run(_sizes(redis_node.url, float(done["at"])))
+    assert stored == evaluated
+    assert sum(evaluated.values()) > 0

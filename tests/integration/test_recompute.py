@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import math
 
+import pytest
 import redis.asyncio as aioredis
 
 from segserver.config import Settings
 from segserver.demo import ensure_demo_site, seed_profiles
+from segserver.errors import StorageError
 from segserver.jobs.diff import with_dependents
 from segserver.jobs.recompute import Start
 from segserver.jobs.spread import recompute_spread
@@ -156,3 +158,44 @@ async def test_an_orphaned_job_is_claimed_once(services: Services, clock: Clock)
     assert dead is not None and (dead["owner"], dead["shard"]) == ("me", "3")
     assert await jobs.claim("s", "dead", "other", now, 15) is None  # claimed already
     assert (await jobs.claim("s", "stopped", "other", now, 15) or {}).get("state") == "running"
+
+
+async def test_a_job_failed_on_redis_is_claimed_when_its_retry_is_due(
+    services: Services, clock: Clock
+) -> None:
+    jobs, now = services.jobs, clock.now
+    await jobs.save("s", "due", {"state": "failed", "retry_at": now - 1, "attempts": 2}, new=True)
+    await jobs.save("s", "later", {"state": "failed", "retry_at": now + 60}, new=True)
+    await jobs.save("s", "final", {"state": "failed", "retry_at": ""}, new=True)
+    await jobs.save("s", "old", {"state": "failed"}, new=True)  # recorded before retries
+    for job in ("later", "final", "old"):
+        assert await jobs.claim("s", job, "me", now, 15) is None, job
+    due = await jobs.claim("s", "due", "me", now, 15)
+    assert due is not None
+    assert (due["state"], due["owner"], due["retry_at"]) == ("running", "me", "")
+    assert due["attempts"] == "2"  # kept: a further failure counts on
+    assert await jobs.claim("s", "due", "other", now, 15) is None  # claimed already
+
+
+async def test_a_job_failing_on_anything_but_redis_fails_for_good(services: Services) -> None:
+    """The site is gone: no retry (only failures on Redis are tried again)."""
+    job = await services.recomputer.start("no-such-site", 1_790_000_000.0, "recompute", 10)
+    await services.recomputer.wait()
+    record = await services.jobs.get("no-such-site", job)
+    assert record["state"] == "failed" and "no-such-site" in record["error"]
+    assert (record["attempts"], record["retry_at"]) == ("1", "")
+
+
+async def test_a_read_refused_midway_fails_the_run(
+    services: Services, raw_redis: aioredis.Redis, clock: Clock
+) -> None:
+    """The page reader runs ahead in a task of its own: its failure reaches the run
+    (which had waited for the next page forever, holding the job)."""
+    site = (await ensure_demo_site(services)).id
+    await seed_profiles(services, site, VISITORS)
+    await raw_redis.execute_command("ACL", "SETUSER", "default", "-mget")
+    try:
+        with pytest.raises(StorageError):
+            await asyncio.wait_for(services.recomputer.run(site, clock.now), 120)  # hang guard
+    finally:
+        await raw_redis.execute_command("ACL", "SETUSER", "default", "+mget")

@@ -210,8 +210,11 @@ export async function render(main, sid, query) {
         } catch (err) {
           return showError(err);
         }
-        job.textContent = `Recomputing membership: ${j.percent} % (${num(j.done)} of ${num(j.total)} visitors)`;
-        if (j.state === "done" || j.state === "failed") break;
+        job.textContent =
+          j.state === "failed"
+            ? `Recomputing membership failed at ${j.percent} %: ${j.error}${j.retry_at ? " (tried again shortly)" : ""}`
+            : `Recomputing membership: ${j.percent} % (${num(j.done)} of ${num(j.total)} visitors)`;
+        if (j.state === "done" || (j.state === "failed" && !j.retry_at)) break;
         await new Promise((r) => setTimeout(r, 400));
         if (!job.isConnected) return;
       }

@@ -45,6 +45,13 @@ export async function render(main) {
   return () => clearTimeout(timer);
 }
 
+// "failed" says why, and when a failure on Redis is tried again.
+function jobState(j) {
+  if (j.state !== "failed") return j.state;
+  const again = j.retry_at ? `; tried again at ${when(j.retry_at)}` : "";
+  return `failed (${j.error || "unknown error"})${again}`;
+}
+
 function jobTable(jobs) {
   if (!jobs.length) return h("p", { class: "muted" }, "No job yet.");
   return h(
@@ -63,7 +70,7 @@ function jobTable(jobs) {
             {},
             h("td", {}, h("code", {}, j.id || "")),
             h("td", {}, j.cause || j.kind || ""),
-            h("td", {}, j.state),
+            h("td", {}, jobState(j)),
             h("td", {}, h("progress", { class: "progress", max: 100, value: j.percent, "aria-label": `${j.percent} %` }), ` ${j.percent} % · ${num(j.done)} of ${num(j.total)}`),
             h("td", {}, when(Number(j.started_at || j.created_at || 0))),
           ),
