@@ -77,6 +77,17 @@ def _midway(node: RedisNode, job: str) -> None:
         time.sleep(0.002)
 
 
+def _finishes_true(node: RedisNode, job: str, what: str) -> None:
+    """Wait for the job to be done; it went over every visitor and the stored sizes
+    equal a full evaluation at its instant."""
+    done = wait_for(lambda: (r := _job(node, job))["state"] == "done" and r,
+                    f"job {job} {what}", timeout=60)  # fmt: skip
+    assert int(done["done"]) >= VISITORS, done
+    stored, evaluated = asyncio.run(_sizes(node.url, float(done["at"])))
+    assert stored == evaluated
+    assert sum(evaluated.values()) > 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
 def test_recompute_resumes_after_the_server_goes(
@@ -96,12 +107,7 @@ def test_recompute_resumes_after_the_server_goes(
     assert 0 < int(left["done"]) < VISITORS, left
 
     serve(env=env)
-    done = wait_for(lambda: (r := _job(redis_node, job))["state"] == "done" and r,
-                    f"job {job} resumed and done", timeout=60)  # fmt: skip
-    assert int(done["done"]) >= VISITORS, done
-    stored, evaluated = asyncio.run(_sizes(redis_node.url, float(done["at"])))
-    assert stored == evaluated
-    assert sum(evaluated.values()) > 0
+    _finishes_true(redis_node, job, "resumed and done")
 
 
 @pytest.mark.slow
@@ -130,9 +136,4 @@ def test_a_job_that_failed_on_redis_is_tried_again_and_finishes(
     status, listed = server.admin("GET", f"/v1/admin/sites/{DEMO_SITE}/jobs/{job}")
     assert status == 200 and listed["attempts"] >= 1, listed
 
-    done = wait_for(lambda: (r := _job(redis_node, job))["state"] == "done" and r,
-                    f"job {job} tried again and done", timeout=60)  # fmt: skip
-    assert int(done["done"]) >= VISITORS, done
-    stored, evaluated = asyncio.run(_sizes(redis_node.url, float(done["at"])))
-    assert stored == evaluated
-    assert sum(evaluated.values()) > 0
+    _finishes_true(redis_node, job, "tried again and done")
