@@ -186,7 +186,7 @@ async def test_a_job_failing_on_anything_but_redis_fails_for_good(services: Serv
     assert (record["attempts"], record["retry_at"]) == ("1", "")
 
 
-async def test_a_read_refused_midway_fails_the_run(
+async def test_a_refused_page_read_fails_the_run(
     services: Services, raw_redis: aioredis.Redis, clock: Clock
 ) -> None:
     """The page reader runs ahead in a task of its own: its failure reaches the run
