@@ -218,6 +218,32 @@ class LocalCluster:
 
         wait_for(healthy, "the cluster to be ok with every slot served", timeout)
 
+    def wait_replicated(self, timeout: float = 30.0) -> None:
+        """Every live replica has received what its primary held when this was called
+        (replication is asynchronous: a primary killed just after a write can take that
+        write with it, and the promoted replica never had it)."""
+        targets: dict[int, int] = {}
+        for node in self.live():
+            with node.client() as c:
+                info = c.info("replication")
+                if info["role"] == "master":
+                    targets[node.port] = int(info["master_repl_offset"])
+
+        def caught_up() -> bool:
+            for port, offset in targets.items():
+                with self.node(port).client() as c:
+                    info = c.info("replication")
+                    replicas = [
+                        v for k, v in info.items() if k.startswith("slave") and k[5:].isdigit()
+                    ]
+                    if len(replicas) < self.replicas or any(
+                        int(r["offset"]) < offset for r in replicas
+                    ):
+                        return False
+            return True
+
+        wait_for(caught_up, "every replica caught up with its primary", timeout)
+
     def kill_master(self, port: int | None = None) -> int:
         """SIGKILL a primary (the first one by default); its port."""
         port = port if port is not None else self.master_ports()[0]

@@ -76,6 +76,9 @@ async def site(local_cluster: LocalCluster, data_dir: Path, request: pytest.Fixt
         ):
             resp = await client.post(f"{base}/{path}", headers=admin_headers(), json=body)
             assert resp.status == 201, await resp.text()
+        # the site's records on every replica before any primary is killed: replication
+        # is asynchronous, and a catalogue lost with its primary is not this test's fault
+        await asyncio.to_thread(local_cluster.wait_replicated)
         yield client, (await made.json())["site_key"], victim
 
 
@@ -180,7 +183,7 @@ async def test_a_server_starts_with_its_first_seed_node_dead(
             resp = await second.post("/v1/context", json=body,
                                      headers={"X-Segserver-Key": site_key})  # fmt: skip
             answer = await resp.json()
-            assert (resp.status, answer["degraded"]) == (200, False), answer
+            assert (resp.status, answer.get("degraded")) == (200, False), answer
             assert answer["decisions"]["top"]["content"]["id"] == "c"
 
 
