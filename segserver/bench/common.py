@@ -16,6 +16,12 @@ from pathlib import Path
 from segserver.storage.embedded import EmbeddedRedis
 
 
+def child_env(overrides: dict[str, str]) -> dict[str, str]:
+    """This process' environment with `overrides`, for a server started as a child
+    process (forwarded whole to it, not read here as settings)."""
+    return {**os.environ, **overrides}  # noqa: TID251 - handed to a child, not a setting
+
+
 @contextmanager
 def private_redis() -> Iterator[EmbeddedRedis]:
     with tempfile.TemporaryDirectory(prefix="segbench-") as tmp:
@@ -43,14 +49,15 @@ def server_process(
 ) -> Iterator[str]:
     """`segserver serve` in a subprocess (its own core); yields its base URL."""
     port = free_port()
-    env = {
-        **os.environ,
-        "SEGSERVER_REDIS_URL": redis_url,
-        "SEGSERVER_PORT": str(port),
-        "SEGSERVER_ADMIN_TOKEN": admin_token,
-        "SEGSERVER_LOG_LEVEL": "warning",
-        **(extra_env or {}),
-    }
+    env = child_env(
+        {
+            "SEGSERVER_REDIS_URL": redis_url,
+            "SEGSERVER_PORT": str(port),
+            "SEGSERVER_ADMIN_TOKEN": admin_token,
+            "SEGSERVER_LOG_LEVEL": "warning",
+            **(extra_env or {}),
+        }
+    )
     pin = ["taskset", "-c", str(pin_core)] if pin_core is not None else []
     proc = subprocess.Popen(
         [*pin, sys.executable, "-m", "segserver.cli", "serve", *(args or [])],

@@ -7,7 +7,6 @@ time (what a user waits for), each in a fresh process.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from segserver.bench.common import free_port
+from segserver.bench.common import child_env, free_port
 
 
 def cpu_per_call(fn: Callable[[], object], budget: float = 0.3) -> float:
@@ -73,9 +72,9 @@ def serve_ready(timeout: float = 120.0) -> float:
     /readyz answering 200."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="segbench-fresh-") as tmp:
-        env = {**os.environ, "SEGSERVER_DATA_DIR": tmp, "SEGSERVER_REDIS_URL": "",
-               "SEGSERVER_PORT": str(port), "SEGSERVER_ADMIN_TOKEN": "bench",
-               "SEGSERVER_LOG_LEVEL": "warning"}  # fmt: skip
+        env = child_env({"SEGSERVER_DATA_DIR": tmp, "SEGSERVER_REDIS_URL": "",
+                         "SEGSERVER_PORT": str(port), "SEGSERVER_ADMIN_TOKEN": "bench",
+                         "SEGSERVER_LOG_LEVEL": "warning"})  # fmt: skip
         started = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-m", "segserver.cli", "serve", "--quiet"],

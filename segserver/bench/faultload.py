@@ -185,6 +185,20 @@ class Load:
                 if any(self.tally.unacked.values()):
                     await asyncio.sleep(0.2)
 
+    async def page_views(self, admin_token: str, site: str = "s") -> dict[str, int]:
+        """The `page_views` stored for every visitor the load sent events for (0 when
+        the visitor has no profile), read through the admin API."""
+        out: dict[str, int] = {}
+        headers = {"Authorization": f"Bearer {admin_token}"}
+        async with aiohttp.ClientSession() as http:
+            for visitor in self.tally.sent:
+                async with http.get(f"{self.base}/v1/admin/sites/{site}/visitors/{visitor}",
+                                    headers=headers) as resp:  # fmt: skip
+                    body = await resp.json()
+                    out[visitor] = (int(body["attributes"]["page_views"])
+                                    if resp.status == 200 else 0)  # fmt: skip
+        return out
+
 
 @dataclass(frozen=True)
 class Reconciled:

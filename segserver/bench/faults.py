@@ -10,7 +10,7 @@ a real `segserver serve` subprocess — one table row per scenario (docs/faults.
                    job's state and the stored segment size afterwards (a table of its own)
 
 The load (segserver.bench.faultload) is page views and batches of 3 events, every
-event with an id, from concurrent aiohttp clients in this process. Columns:
+event with an id, from concurrent HTTP clients in this process. Columns:
 acknowledged events (stored or duplicate, while the load ran), lost (acknowledged, not
 in the profile), counted twice (after every unacknowledged event was retried with its
 id), 5xx other than 503, 503s, degraded answers, requests of healthy-shard visitors
@@ -35,15 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import redis
-from redis.cluster import RedisCluster
-from redis.crc import key_slot
-
 from segserver.bench.faultload import Load, Tally, reconcile
 from segserver.bench.procs import LocalCluster, RedisNode, ServeProcess, free_ports
 from segserver.profile.identity import shard_of
 from segserver.storage.keys import Keys
+from segserver.storage.nodes import NODE_ERRORS, cluster_client, key_slot, slot_owners
 
 SCENARIOS = ("redis-kill", "redis-freeze", "server-kill", "cluster-failover")
 SHARDS = 16
@@ -91,18 +87,6 @@ def _site(serve: ServeProcess) -> str:
     return str(site["site_key"])
 
 
-async def _counted(base: str, token: str, visitors: list[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession() as http:
-        for visitor in visitors:
-            async with http.get(f"{base}/v1/admin/sites/s/visitors/{visitor}",
-                                headers=headers) as resp:  # fmt: skip
-                body = await resp.json()
-                out[visitor] = int(body["attributes"]["page_views"]) if resp.status == 200 else 0
-    return out
-
-
 def _recovered(tally: Tally, fault_at: float, streak: int = 50) -> float:
     """When the affected visitors got full answers again: the send time of the first of
     `streak` consecutive full answers to them after `fault_at` (a lone answer that is
@@ -135,13 +119,11 @@ async def _run(scenario: str, args: argparse.Namespace, tmp: Path) -> Row:
     victim = 0
     if scenario == "cluster-failover":
         cluster = LocalCluster(tmp / "cluster").start()
-        owner_client = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
-        slot_port = {s: int(owner_client.nodes_manager.get_node_from_slot(s).port)
-                     for s in range(16384)}  # fmt: skip
+        slot_port = slot_owners(cluster.nodes[0].port)
         victim = slot_port[key_slot(b"{s}")]  # the catalogue's primary: the harder case
         seeds = [victim] + [n.port for n in cluster.nodes if n.port != victim]
         url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in seeds)
-        reader: Any = owner_client
+        reader: Any = cluster_client(cluster.nodes[0].port)
     else:
         node = RedisNode(tmp / "redis", free_ports(1)[0]).start()
         url = node.url
@@ -193,12 +175,12 @@ async def _run(scenario: str, args: argparse.Namespace, tmp: Path) -> Row:
         tally: Tally = await running
         acked = tally.acknowledged
         await load.retry_unacknowledged(60)
-        counted = await _counted(serve.base, serve.admin_token, list(tally.sent))
+        counted = await load.page_views(serve.admin_token)
         figures = reconcile(tally, counted, acked)
         deadline = time.monotonic() + LEASE + 10
         exited: set[str] = set()
         while time.monotonic() < deadline and len(exited) < len(idle):
-            with contextlib.suppress(redis.RedisError):
+            with contextlib.suppress(*NODE_ERRORS):
                 exited = await asyncio.to_thread(_exits, reader, idle)
             await asyncio.sleep(0.2)
         recovered = _recovered(tally, fault_at)

@@ -25,7 +25,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import redis
+from segserver.bench.common import child_env
+from segserver.storage.nodes import NODE_ERRORS, node_client
 
 REPO = Path(__file__).resolve().parents[2]  # a source checkout (the serve's working dir)
 
@@ -39,7 +40,7 @@ def wait_for(check: Callable[[], object], what: str, timeout: float = 30.0) -> A
             result = check()
             if result:
                 return result
-        except (redis.RedisError, OSError):
+        except NODE_ERRORS:
             pass
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {timeout:.0f} s: {what}")
@@ -109,8 +110,8 @@ class RedisNode:
         assert self.process is not None, "not running"
         return self.process.pid
 
-    def client(self, **kwargs: Any) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, **kwargs)
+    def client(self, **kwargs: Any) -> Any:
+        return node_client(self.port, **kwargs)
 
     def start(self, timeout: float = 20.0) -> RedisNode:
         assert self.process is None or self.process.poll() is not None, "already running"
@@ -266,11 +267,11 @@ class ServeProcess:
         self.base = f"http://127.0.0.1:{self.port}"
         self.admin_token = admin_token
         self.log = directory / f"serve-{self.port}.log"
-        self.env = {
-            **os.environ, "SEGSERVER_PORT": str(self.port), "SEGSERVER_ADMIN_TOKEN": admin_token,
+        self.env = child_env({
+            "SEGSERVER_PORT": str(self.port), "SEGSERVER_ADMIN_TOKEN": admin_token,
             "SEGSERVER_DATA_DIR": str(directory),
             **env,
-        }  # fmt: skip
+        })  # fmt: skip
         self.args = args or []
         self.process: subprocess.Popen[bytes] | None = None
 
