@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
+from segserver.bench.faultload import Load, Reconciled, Tally, reconcile
 from tests.conftest import admin_headers
 
 
@@ -25,3 +26,12 @@ async def page_views(client: Any, visitors: Iterable[str], within: float = 30.0)
         assert resp.status == 200, await resp.text()
         out[visitor] = int((await resp.json())["attributes"]["page_views"])
     return out
+
+
+async def settled(load: Load, tally: Tally, client: Any) -> Reconciled:
+    """After the load stopped: its unacknowledged events sent again with their ids until
+    acknowledged, then what each visitor's profile counts reconciled with what was
+    acknowledged while the load ran."""
+    acked = tally.acknowledged
+    await load.retry_unacknowledged()
+    return reconcile(tally, await page_views(client, tally.sent), acked)

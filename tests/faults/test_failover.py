@@ -18,17 +18,16 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
-from redis.cluster import RedisCluster
-from redis.crc import key_slot
 
-from segserver.bench.faultload import Load, reconcile
+from segserver.bench.faultload import Load
 from segserver.config import load_settings
 from segserver.http import create_app
 from segserver.http.keys import SETTINGS
 from segserver.profile.identity import shard_of
+from segserver.storage.nodes import key_slot, slot_owners
 from tests.conftest import ADMIN_TOKEN, admin_headers
 from tests.faults.procs import LocalCluster, free_ports, wait_for
-from tests.faults.reads import page_views
+from tests.faults.reads import settled
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 Client = TestClient[Any, Any]
@@ -38,10 +37,7 @@ VISITORS = [f"v{i}" for i in range(48)]
 
 def slot_owner(cluster: LocalCluster) -> dict[int, int]:
     """slot → port of the primary serving it."""
-    port = cluster.live()[0].port
-    with RedisCluster(host="127.0.0.1", port=port) as rc:
-        return {slot: int(rc.nodes_manager.get_node_from_slot(slot).port)
-                for slot in range(16384)}  # fmt: skip
+    return slot_owners(cluster.live()[0].port)
 
 
 def visitor_port(owner: dict[int, int], visitor: str) -> int:
@@ -131,10 +127,7 @@ async def test_a_primary_killed_under_load_leaves_healthy_shards_untouched(
     finally:
         stop.set()
         tally = await running
-    acked = tally.acknowledged
-    await load.retry_unacknowledged()
-    counted = await page_views(client, tally.sent)
-    figures = reconcile(tally, counted, acked)
+    figures = await settled(load, tally, client)
 
     assert tally.count(kind="5xx") == 0, tally.bodies_5xx[:5]
     assert tally.count(kind="no_answer") == 0

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from segserver.bench.faultload import Load, reconcile
+from segserver.bench.faultload import Load
 from segserver.http import create_app
 from tests.conftest import Clock, admin_headers
 from tests.faults.procs import RedisNode
-from tests.faults.reads import page_views
+from tests.faults.reads import settled
 from tests.faults.test_background_loops import HOUR, eventually, expiry_exits, fault_settings
 
 pytestmark = pytest.mark.slow
@@ -76,10 +76,7 @@ async def test_redis_fault_under_load(fault: str, redis_node: RedisNode, data_di
         finally:
             stop.set()
             tally = await running
-        acked = tally.acknowledged
-        await load.retry_unacknowledged()
-        counted = await page_views(client, tally.sent)
-        figures = reconcile(tally, counted, acked)
+        figures = await settled(load, tally, client)
 
         async def idle_exits() -> list[str]:
             exits = [v for v in await expiry_exits(client, "s") if v in IDLE]

@@ -19,7 +19,7 @@ import redis
 from segserver.errors import ConfigError
 from segserver.storage.embedded import EmbeddedRedis
 from tests.conftest import ADMIN_TOKEN
-from tests.faults.procs import TEST_CACHE, ServeProcess, wait_for
+from tests.faults.procs import TEST_CACHE, ServeProcess, alive, wait_for
 
 
 def test_restart_keeps_data(tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_supervised_redis_is_respawned_with_its_data(tmp_path: Path) -> None:
         second = server.process.pid
     finally:
         server.stop()
-    assert not _alive(second)
+    assert not alive(second)
     assert server.process is None and server.restarts == 1  # stopped means not respawned
 
 
@@ -112,7 +112,7 @@ def test_serve_starts_embedded_redis_and_stops_it(
         proc.send_signal(sig)
         assert proc.wait(30) == 0
         deadline = time.monotonic() + 10
-        while _alive(redis_pid):
+        while alive(redis_pid):
             assert time.monotonic() < deadline, "redis-server outlived segserver"
             time.sleep(0.05)
         assert (tmp_path / "appendonlydir").is_dir()  # append-only file on
@@ -143,7 +143,7 @@ def test_serve_with_two_workers(tmp_path: Path, data_dir: Path) -> None:
                 pids.add(pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-        assert not any(_alive(p) for p in pids)
+        assert not any(alive(p) for p in pids)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -204,16 +204,6 @@ def _redis_pid(sock: Path) -> int | None:
             return int(client.info("server")["process_id"])
     except (redis.RedisError, OSError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (not yet reaped by its parent) counts as gone
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split()[2] != "Z"
 
 
 def test_bad_setting_stops_start_up_naming_it(tmp_path: Path) -> None:
