@@ -136,9 +136,15 @@ async def test_expiry_resumes_after_a_redis_fault_and_misses_no_exit(
             return status == 200
 
         await eventually(ready, "/readyz ready again")
-        _, body = await readyz(client)
-        assert {name: loop["failures"] for name, loop in body["loops"].items()} == dict.fromkeys(
-            loops, 0)  # fmt: skip
+
+        async def resumed() -> bool:
+            # each loop's last round succeeded (`failures` counts failed rounds in a row);
+            # a round may still fail once after /readyz is ready again, on a pooled
+            # connection opened before the restart ("Connection closed by server")
+            _, body = await readyz(client)
+            return all(loop["failures"] == 0 for loop in body["loops"].values())
+
+        await eventually(resumed, "every loop resumed after the fault")
 
         async def all_exited() -> list[str]:
             exits = await expiry_exits(client, "s")
