@@ -196,7 +196,12 @@ class Recomputer:
                     "committed": stats.committed,
                 })  # fmt: skip
             except SegserverError as exc:
-                await self._failed(site_id, job, exc, attempts + 1)
+                try:
+                    await self._failed(site_id, job, exc, attempts + 1)
+                except StorageError as unsaved:  # Redis out for the record too
+                    log.error("recompute %s of site %s failed (%s) and could not be marked "
+                              "(%s): resumed when its lease ends", job, site_id, exc.message,
+                              unsaved.message)  # fmt: skip
 
         task = asyncio.create_task(work())
         self.tasks.add(task)
