@@ -141,9 +141,12 @@ async def test_a_primary_killed_under_load_leaves_healthy_shards_untouched(
     )  # the fault was felt where it had to be
     assert (figures.lost, figures.doubled) == (0, 0)
     # partial availability while the primary was down: still in rotation, naming it
+    # (on a saturated machine a healthy primary's PING can miss the probe's time too,
+    # and is then named beside it: what the probe saw, never instead of the victim)
     partial = [b for s, b in readiness if s == 200 and b["redis"] == "partial"]
     assert partial
-    assert [b for b in partial if b["unreachable"] != [f"127.0.0.1:{victim}"]] == []
+    assert [b for b in partial if f"127.0.0.1:{victim}" not in b["unreachable"]] == []
+    assert any(b["unreachable"] == [f"127.0.0.1:{victim}"] for b in partial), partial
     assert [b for s, b in readiness if s != 200] == []
 
 
